@@ -1,0 +1,30 @@
+# The README's commands. `make train` sets up .venv (CPU torch pinned) and trains PPO on CartPole-v1.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install -q -c constraints.txt
+
+.PHONY: setup train test test-slow lint clean
+
+$(BIN)/pgrun: pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	touch $(BIN)/pgrun
+
+setup: $(BIN)/pgrun
+
+train: setup
+	$(BIN)/pgrun train $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check pgrun tests benchmarks
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
