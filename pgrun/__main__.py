@@ -1,0 +1,3 @@
+from pgrun.cli import main
+
+raise SystemExit(main())

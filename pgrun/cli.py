@@ -1,0 +1,62 @@
+"""``pgrun`` command line: dispatches ``pgrun train`` to the Hydra app."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from pgrun import __version__
+from pgrun.config import ConfigError, register
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+USAGE = f"""pgrun {__version__}: policy-gradient experiments on gymnasium environments.
+
+Usage:
+  pgrun train [key=value ...]     train one agent (Hydra overrides; --help for groups)
+  pgrun train -m key=a,b ...      a sweep (Hydra multirun), e.g. seed='range(10)'
+
+Examples:
+  pgrun train                                  PPO on CartPole-v1 with the tuned preset
+  pgrun train algo=reinforce env=Acrobot-v1 seed=3
+  pgrun train -m algo=reinforce,vpg,ppo seed='range(10)'
+"""
+
+register()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def _train_app(cfg: DictConfig) -> float | None:
+    from pgrun.train import train  # torch imports stay out of --help and config errors
+
+    try:
+        summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except ConfigError as err:
+        print(f"pgrun: {err}", file=sys.stderr)
+        sys.exit(2)
+    return summary["final_eval_return"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"pgrun {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        if not CONF_DIR.is_dir():
+            print(f"pgrun: config folder {CONF_DIR} not found; install pgrun from its checkout "
+                  "(pip install -e .).", file=sys.stderr)
+            return 2
+        sys.argv = ["pgrun train", *rest]
+        _train_app()
+        return 0
+    print(f"pgrun: unknown command {command!r}; available: train.\n\n{USAGE}", file=sys.stderr)
+    return 2

@@ -1,0 +1,194 @@
+"""Config schema (structured configs in Hydra's ConfigStore) and range checks.
+
+The schema makes Hydra reject a misspelt key or a value of the wrong type while it
+composes; ``validate`` then checks ranges before anything is built, so a bad value
+fails in a second, not after an hour of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+
+class ConfigError(ValueError):
+    """A user mistake in the configuration: reported as a short message, no traceback."""
+
+
+@dataclass
+class ReinforceConfig:
+    """Monte-Carlo policy gradient over whole episodes, no critic."""
+
+    name: str = "reinforce"
+    lr: float = 1e-3
+    gamma: float = 0.99
+    reward_to_go: bool = True
+    normalize_returns: bool = True
+    episodes_per_update: int = 8
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = None
+    anneal_lr: bool = False
+
+
+@dataclass
+class VPGConfig:
+    """REINFORCE with a learned state-value baseline and GAE(λ) advantages."""
+
+    name: str = "vpg"
+    lr: float = 3e-4
+    vf_lr: float = 1e-3
+    vf_iters: int = 80
+    num_steps: int = 256
+    gamma: float = 0.99
+    gae_lambda: float = 0.97
+    normalize_advantages: bool = True
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = None
+    anneal_lr: bool = False
+
+
+@dataclass
+class PPOConfig:
+    """Proximal policy optimization with the clipped surrogate."""
+
+    name: str = "ppo"
+    lr: float = 2.5e-4
+    anneal_lr: bool = True
+    num_steps: int = 128
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    anneal_clip: bool = False
+    clip_vloss: bool = False
+    normalize_advantages: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float | None = 0.5
+    target_kl: float | None = None
+    adam_eps: float = 1e-5
+
+
+@dataclass
+class EnvConfig:
+    id: str = MISSING
+    num_envs: int = 8
+    max_episode_steps: int | None = None
+    reward_threshold: float | None = None
+    vectorization: str = "auto"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PolicyConfig:
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "tanh"
+    shared: bool = False
+    ortho_init: bool = True
+
+
+@dataclass
+class EvalConfig:
+    interval: int = 10_000
+    episodes: int = 10
+    deterministic: bool = True
+    num_envs: int = 10
+
+
+@dataclass
+class TrainConfig:
+    algo: Any = MISSING
+    env: EnvConfig = MISSING
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    total_steps: Any = 100_000
+    torch_threads: int = 1
+    progress: str = "auto"
+    checkpoint: bool = True
+
+
+ALGO_SCHEMAS = {"reinforce": ReinforceConfig, "vpg": VPGConfig, "ppo": PPOConfig}
+ACTIVATIONS = ("tanh", "relu", "elu", "gelu")
+VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
+PROGRESS = ("auto", "rich", "plain", "none")
+
+
+def register() -> None:
+    """Put the schemas where conf/ can extend them (``/schema/...@_here_``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(group="schema/env", name="env", node=EnvConfig)
+    for name, schema in ALGO_SCHEMAS.items():
+        cs.store(group="schema/algo", name=name, node=schema)
+
+
+# ---------------------------------------------------------------------------- validation
+
+_UNIT = ("gamma", "gae_lambda")
+_POSITIVE = ("lr", "vf_lr", "clip_eps", "adam_eps", "target_kl", "max_grad_norm")
+_COUNTS = ("episodes_per_update", "vf_iters", "num_steps", "num_epochs", "num_minibatches")
+_NONNEGATIVE = ("ent_coef", "vf_coef")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range checks for every figure the schema cannot express; raises ConfigError
+    listing all problems at once."""
+    problems: list[str] = []
+
+    def check(ok: bool, key: str, value: Any, rule: str) -> None:
+        if not ok:
+            problems.append(f"{key}={value!r}: {rule}")
+
+    algo = cfg.algo
+    for key, value in algo.items():
+        full = f"algo.{key}"
+        if value is None:
+            continue
+        if key in _UNIT:
+            check(0.0 <= value <= 1.0, full, value, "must be in [0, 1]")
+        elif key in _POSITIVE:
+            check(value > 0, full, value, "must be > 0")
+        elif key in _COUNTS:
+            check(value >= 1, full, value, "must be an integer ≥ 1")
+        elif key in _NONNEGATIVE:
+            check(value >= 0, full, value, "must be ≥ 0")
+
+    env = cfg.env
+    check(env.num_envs >= 1, "env.num_envs", env.num_envs, "must be an integer ≥ 1")
+    if env.max_episode_steps is not None:
+        check(env.max_episode_steps >= 1, "env.max_episode_steps", env.max_episode_steps,
+              "must be ≥ 1 or null")
+    check(env.vectorization in VECTORIZATION, "env.vectorization", env.vectorization,
+          f"must be one of {', '.join(VECTORIZATION)}")
+    if algo.name == "reinforce":
+        check(algo.episodes_per_update % env.num_envs == 0, "algo.episodes_per_update",
+              algo.episodes_per_update,
+              f"must be a multiple of env.num_envs={env.num_envs} (each env runs the same "
+              "number of whole episodes per update)")
+
+    pol = cfg.policy
+    check(all(h >= 1 for h in pol.hidden_sizes), "policy.hidden_sizes", list(pol.hidden_sizes),
+          "every layer needs ≥ 1 unit ([] for a linear policy)")
+    check(pol.activation in ACTIVATIONS, "policy.activation", pol.activation,
+          f"must be one of {', '.join(ACTIVATIONS)}")
+
+    ev = cfg.eval
+    check(ev.interval >= 0, "eval.interval", ev.interval, "must be ≥ 0 (0 turns evaluation off)")
+    check(ev.episodes >= 1, "eval.episodes", ev.episodes, "must be an integer ≥ 1")
+    check(ev.num_envs >= 1, "eval.num_envs", ev.num_envs, "must be an integer ≥ 1")
+
+    total = cfg.total_steps
+    ok = isinstance(total, int | float) and not isinstance(total, bool) and total >= 1 \
+        and float(total).is_integer()
+    check(ok, "total_steps", total, "must be a whole number ≥ 1 (2e5 is fine)")
+    check(cfg.torch_threads >= 1, "torch_threads", cfg.torch_threads, "must be ≥ 1")
+    check(cfg.progress in PROGRESS, "progress", cfg.progress, f"must be one of {', '.join(PROGRESS)}")
+    check(cfg.seed >= 0, "seed", cfg.seed, "must be ≥ 0")
+
+    if problems:
+        raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))

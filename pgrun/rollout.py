@@ -1,0 +1,170 @@
+"""Rollout collection into preallocated T×N buffers.
+
+gymnasium ≥ 1.0 vector envs autoreset on the *next* step: the step after an episode ends
+ignores the action, resets that env and returns the first observation of the next
+episode with reward 0. That step is not a transition of any episode, so it is stored
+with ``valid = False`` and masked out of every loss and count. The observation returned
+by the step that ended the episode is the episode's final observation, so its value is
+the time-limit bootstrap (``returns.next_values``).
+
+Two ways to cut a batch:
+
+* ``collect_steps(T)``: T steps of every env, continuing where the last batch stopped
+  (VPG, PPO: the cut is bootstrapped by the critic);
+* ``collect_episodes(k)``: from a fresh reset, every env runs exactly k whole episodes;
+  an env that is done idles (its steps are invalid) until the others finish
+  (REINFORCE: Monte-Carlo returns need whole episodes, and waiting for a fixed count per
+  env, rather than for the first episodes to finish, does not favour short episodes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pgrun.policies import Agent
+
+
+@dataclass
+class Batch:
+    """A T×N rollout, time-major. ``values``/``last_value`` are None without a critic."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    logp: np.ndarray
+    values: np.ndarray | None
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+    last_value: np.ndarray | None
+
+    @property
+    def num_steps(self) -> int:
+        """Real environment transitions in the batch."""
+        return int(self.valid.sum())
+
+    @property
+    def dones(self) -> np.ndarray:
+        return self.terminated | self.truncated
+
+    def episode_starts(self) -> np.ndarray:
+        """True at the first step of every episode in the batch (valid steps only)."""
+        prev_open = np.zeros_like(self.valid)
+        prev_open[1:] = self.valid[:-1] & ~self.dones[:-1]
+        return self.valid & ~prev_open
+
+
+class Collector:
+    """Steps a vector env with an Agent and fills a Batch; tracks finished episodes."""
+
+    def __init__(self, envs, agent: Agent, seed: int, capacity: int = 256):
+        self.envs = envs
+        self.agent = agent
+        self.n = envs.num_envs
+        self.with_value = agent.with_value
+        obs, _ = envs.reset(seed=seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.fresh = True  # self.obs comes straight from a reset
+        self.autoreset = np.zeros(self.n, dtype=bool)
+        self.ep_return = np.zeros(self.n, dtype=np.float64)
+        self.ep_length = np.zeros(self.n, dtype=np.int64)
+        self.done_returns: list[np.ndarray] = []
+        self.done_lengths: list[np.ndarray] = []
+        self._alloc(capacity)
+
+    def _alloc(self, capacity: int) -> None:
+        n, obs_shape = self.n, self.obs.shape[1:]
+        old = getattr(self, "_buf", None)
+        buf = {
+            "obs": np.zeros((capacity, n, *obs_shape), dtype=np.float32),
+            "actions": np.zeros((capacity, n), dtype=np.int64),
+            "logp": np.zeros((capacity, n), dtype=np.float32),
+            "values": np.zeros((capacity, n), dtype=np.float32),
+            "rewards": np.zeros((capacity, n), dtype=np.float32),
+            "terminated": np.zeros((capacity, n), dtype=bool),
+            "truncated": np.zeros((capacity, n), dtype=bool),
+            "valid": np.zeros((capacity, n), dtype=bool),
+        }
+        if old is not None:
+            used = len(old["obs"])
+            for key, arr in buf.items():
+                arr[:used] = old[key]
+        self._buf = buf
+        self.capacity = capacity
+
+    def _step(self, t: int, active: np.ndarray | None) -> np.ndarray:
+        """One vector step into row t; returns which envs finished an episode."""
+        b = self._buf
+        obs_t = torch.from_numpy(self.obs)
+        action, logp, value = self.agent.act(obs_t)
+        actions = action.numpy()
+        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
+
+        valid = ~self.autoreset if active is None else active & ~self.autoreset
+        b["obs"][t] = self.obs
+        b["actions"][t] = actions
+        b["logp"][t] = logp.numpy()
+        if value is not None:
+            b["values"][t] = value.numpy()
+        b["rewards"][t] = reward
+        b["terminated"][t] = terminated
+        b["truncated"][t] = truncated
+        b["valid"][t] = valid
+
+        self.ep_return += np.where(valid, reward, 0.0)
+        self.ep_length += valid
+        ended = (terminated | truncated) & valid
+        if ended.any():
+            self.done_returns.append(self.ep_return[ended])
+            self.done_lengths.append(self.ep_length[ended])
+            self.ep_return[ended] = 0.0
+            self.ep_length[ended] = 0
+        self.autoreset = terminated | truncated
+        self.obs = np.asarray(next_obs, dtype=np.float32)
+        self.fresh = False
+        return ended
+
+    def _batch(self, T: int) -> Batch:
+        b = {k: v[:T].copy() for k, v in self._buf.items()}
+        last_value = None
+        if self.with_value:
+            with torch.no_grad():
+                last_value = self.agent.value(torch.from_numpy(self.obs)).numpy()
+        else:
+            b["values"] = None
+        return Batch(**b, last_value=last_value)
+
+    def collect_steps(self, num_steps: int) -> Batch:
+        """num_steps steps of every env, continuing the running episodes."""
+        if num_steps > self.capacity:
+            self._alloc(num_steps)
+        for t in range(num_steps):
+            self._step(t, None)
+        return self._batch(num_steps)
+
+    def collect_episodes(self, per_env: int) -> Batch:
+        """Exactly ``per_env`` whole episodes from every env, starting from a reset."""
+        if not self.fresh:
+            obs, _ = self.envs.reset()
+            self.obs = np.asarray(obs, dtype=np.float32)
+            self.autoreset[:] = False
+            self.ep_return[:] = 0.0
+            self.ep_length[:] = 0
+        counts = np.zeros(self.n, dtype=np.int64)
+        t = 0
+        while (counts < per_env).any():
+            if t == self.capacity:
+                self._alloc(2 * self.capacity)
+            counts += self._step(t, counts < per_env)
+            t += 1
+        return self._batch(t)
+
+    def pop_episodes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(returns, lengths) of the episodes finished since the last call."""
+        rets = np.concatenate(self.done_returns) if self.done_returns else np.zeros(0)
+        lens = np.concatenate(self.done_lengths) if self.done_lengths else np.zeros(0, np.int64)
+        self.done_returns, self.done_lengths = [], []
+        return rets, lens
