@@ -65,15 +65,23 @@ class Collector:
         self.agent = agent
         self.n = envs.num_envs
         self.with_value = agent.with_value
-        obs, _ = envs.reset(seed=seed)
-        self.obs = np.asarray(obs, dtype=np.float32)
-        self.fresh = True  # self.obs comes straight from a reset
         self.autoreset = np.zeros(self.n, dtype=bool)
         self.ep_return = np.zeros(self.n, dtype=np.float64)
         self.ep_length = np.zeros(self.n, dtype=np.int64)
+        self._reset(seed)
         self.done_returns: list[np.ndarray] = []
         self.done_lengths: list[np.ndarray] = []
         self._alloc(capacity)
+
+    def _reset(self, seed: int | None = None) -> None:
+        """Start fresh episodes in every env (seeded on the first call only)."""
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.autoreset[:] = False
+        self.ep_return[:] = 0.0
+        self.ep_length[:] = 0
+        self.fresh = True  # self.obs comes straight from a reset
+        self.stale = False  # envs idled past their episodes: the next batch must reset
 
     def _alloc(self, capacity: int) -> None:
         n, obs_shape = self.n, self.obs.shape[1:]
@@ -139,6 +147,8 @@ class Collector:
 
     def collect_steps(self, num_steps: int) -> Batch:
         """num_steps steps of every env, continuing the running episodes."""
+        if self.stale:
+            self._reset()
         if num_steps > self.capacity:
             self._alloc(num_steps)
         for t in range(num_steps):
@@ -148,11 +158,7 @@ class Collector:
     def collect_episodes(self, per_env: int) -> Batch:
         """Exactly ``per_env`` whole episodes from every env, starting from a reset."""
         if not self.fresh:
-            obs, _ = self.envs.reset()
-            self.obs = np.asarray(obs, dtype=np.float32)
-            self.autoreset[:] = False
-            self.ep_return[:] = 0.0
-            self.ep_length[:] = 0
+            self._reset()
         counts = np.zeros(self.n, dtype=np.int64)
         t = 0
         while (counts < per_env).any():
@@ -160,6 +166,7 @@ class Collector:
                 self._alloc(2 * self.capacity)
             counts += self._step(t, counts < per_env)
             t += 1
+        self.stale = True
         return self._batch(t)
 
     def pop_episodes(self) -> tuple[np.ndarray, np.ndarray]:

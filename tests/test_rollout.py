@@ -318,20 +318,19 @@ def test_collect_episodes_truncation_bootstrap():
     assert b.last_value[1] == pytest.approx(V(agent, [3.0, 1.0]), rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Collector does not track the episodes an idle env starts during collect_episodes: "
-    "a following collect_steps reports them to pop_episodes with only their remaining "
-    "steps (ep_return/ep_length count valid steps only)"))
-def test_collect_steps_after_collect_episodes_reports_whole_episode_lengths():
-    # env 0 (K=2) finishes its episode on row 1, resets on row 2, and idles through row 3
-    # (t: 0 -> 1) while env 1 (K=4) finishes on row 3. collect_steps then continues env
-    # 0's running episode, which ends on its row 0 after 2 real steps.
+
+def test_collect_steps_after_collect_episodes_starts_fresh_episodes():
+    # env 0 (K=2) finishes its episode on row 1 and idles, autoresetting into an episode
+    # that no batch counted, while env 1 (K=4) finishes on row 3. A following
+    # collect_steps must not continue that uncounted episode: it resets every env.
     envs = make_envs([2, 4])
     col = Collector(envs, make_agent(7), seed=0)
     b = col.collect_episodes(1)
     assert len(b.valid) == 4
     col.pop_episodes()
-    b2 = col.collect_steps(1)
-    assert b2.terminated[0, 0] and b2.valid[0, 0]
+    b2 = col.collect_steps(2)
+    assert b2.valid.all()
+    assert (b2.obs[0, :, 0] == 0).all()  # t = 0: fresh episodes
+    assert b2.terminated[1, 0] and not b2.terminated[:, 1].any()
     _, lens = col.pop_episodes()
     assert lens.tolist() == [2]
