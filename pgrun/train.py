@@ -26,7 +26,7 @@ log = logging.getLogger("pgrun")
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 (seeds third-party code that uses the legacy API)
     torch.manual_seed(seed)
 
 

@@ -15,8 +15,6 @@ minibatch exceeds 1.5 × target_kl (that minibatch's step is not taken).
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from pgrun.algos.base import (
@@ -74,15 +72,13 @@ class PPO(Algorithm):
                        batch.terminated, batch.truncated, cfg.gamma, cfg.gae_lambda)
         d = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
                           values=batch.values, adv=adv, ret=ret)
-        size = len(d["adv"])
-        mb_size = math.ceil(size / cfg.num_minibatches)
         sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0,
                 "clip_frac": 0.0, "grad_norm": 0.0}
         n_steps, stopped = 0, False
         for _epoch in range(cfg.num_epochs):
-            order = torch.randperm(size)
-            for start in range(0, size, mb_size):
-                idx = order[start:start + mb_size]
+            for idx in torch.randperm(len(d["adv"])).tensor_split(cfg.num_minibatches):
+                if len(idx) == 0:  # fewer valid steps than minibatches
+                    continue
                 logp, entropy, values = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
                 mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
                 pg_loss, info = clipped_surrogate(logp, d["logp"][idx], mb_adv, clip_eps)

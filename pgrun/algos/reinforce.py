@@ -56,5 +56,5 @@ class Reinforce(Algorithm):
         with torch.no_grad():
             new_logp, _, _ = self.agent.evaluate(data["obs"], data["actions"])
             approx_kl = float((data["logp"] - new_logp).mean())
-        return {"policy_loss": float(policy_loss), "entropy": float(entropy.mean()),
+        return {"policy_loss": policy_loss.item(), "entropy": entropy.mean().item(),
                 "approx_kl": approx_kl, "grad_norm": grad_norm, "lr": lr}

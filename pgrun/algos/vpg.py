@@ -52,12 +52,12 @@ class VPG(Algorithm):
         for _ in range(cfg.vf_iters):
             value_loss = (self.agent.value(d["obs"]) - d["ret"]).pow(2).mean()
             step(self.v_opt, value_loss, self.v_params, cfg.max_grad_norm)
-            value_losses.append(float(value_loss))
+            value_losses.append(value_loss.item())
 
         with torch.no_grad():
             new_logp, _, _ = self.agent.evaluate(d["obs"], d["actions"])
             approx_kl = float((d["logp"] - new_logp).mean())
-        return {"policy_loss": float(policy_loss), "value_loss": value_losses[0],
-                "entropy": float(entropy.mean()), "approx_kl": approx_kl, "grad_norm": grad_norm,
+        return {"policy_loss": policy_loss.item(), "value_loss": value_losses[0],
+                "entropy": entropy.mean().item(), "approx_kl": approx_kl, "grad_norm": grad_norm,
                 "explained_variance": explained_variance(d["values"].numpy(), d["ret"].numpy()),
                 "lr": lr}
