@@ -7,6 +7,7 @@ import logging
 import math
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 METRIC_COLUMNS = [
@@ -102,14 +103,10 @@ class Stopwatch:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    @contextmanager
     def time(self, name: str):
-        watch = self
-
-        class _Phase:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                watch.totals[name] = watch.totals.get(name, 0.0) + time.perf_counter() - self.t0
-
-        return _Phase()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
