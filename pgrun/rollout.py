@@ -22,8 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
+from pgrun.inference import NumpyActor, rng_for
 from pgrun.policies import Agent
 
 
@@ -63,6 +63,8 @@ class Collector:
     def __init__(self, envs, agent: Agent, seed: int, capacity: int = 256):
         self.envs = envs
         self.agent = agent
+        self.actor = NumpyActor(agent)
+        self.rng = rng_for(seed, 0)
         self.n = envs.num_envs
         self.with_value = agent.with_value
         self.autoreset = np.zeros(self.n, dtype=bool)
@@ -106,17 +108,15 @@ class Collector:
     def _step(self, t: int, active: np.ndarray | None) -> np.ndarray:
         """One vector step into row t; returns which envs finished an episode."""
         b = self._buf
-        obs_t = torch.from_numpy(self.obs)
-        action, logp, value = self.agent.act(obs_t)
-        actions = action.numpy()
+        actions, logp, value = self.actor.act(self.obs, self.rng)
         next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
 
         valid = ~self.autoreset if active is None else active & ~self.autoreset
         b["obs"][t] = self.obs
         b["actions"][t] = actions
-        b["logp"][t] = logp.numpy()
+        b["logp"][t] = logp
         if value is not None:
-            b["values"][t] = value.numpy()
+            b["values"][t] = value
         b["rewards"][t] = reward
         b["terminated"][t] = terminated
         b["truncated"][t] = truncated
@@ -139,8 +139,7 @@ class Collector:
         b = {k: v[:T].copy() for k, v in self._buf.items()}
         last_value = None
         if self.with_value:
-            with torch.no_grad():
-                last_value = self.agent.value(torch.from_numpy(self.obs)).numpy()
+            last_value = self.actor.value(self.obs)
         else:
             b["values"] = None
         return Batch(**b, last_value=last_value)
