@@ -19,11 +19,13 @@ USAGE = f"""pgrun {__version__}: policy-gradient experiments on gymnasium enviro
 Usage:
   pgrun train [key=value ...]     train one agent (Hydra overrides; --help for groups)
   pgrun train -m key=a,b ...      a sweep (Hydra multirun), e.g. seed='range(10)'
+  pgrun compare PATH... [options] compare runs: statistics over seeds, curves (--help)
 
 Examples:
   pgrun train                                  PPO on CartPole-v1 with the tuned preset
   pgrun train algo=reinforce env=Acrobot-v1 seed=3
   pgrun train -m algo=reinforce,vpg,ppo seed='range(10)'
+  pgrun compare outputs/sweeps/<date>          report.md, summary.csv, curves.png
 """
 
 register()
@@ -58,5 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = ["pgrun train", *rest]
         _train_app()
         return 0
-    print(f"pgrun: unknown command {command!r}; available: train.\n\n{USAGE}", file=sys.stderr)
+    if command == "compare":
+        from pgrun.compare import main as compare  # pandas, scipy, matplotlib only here
+
+        return compare(rest)
+    print(f"pgrun: unknown command {command!r}; available: train, compare.\n\n{USAGE}", file=sys.stderr)
     return 2

@@ -1,0 +1,113 @@
+"""``pgrun compare PATH... [options]``: find runs, group them, print and write the report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from pgrun.compare.group import apply_filters, group_runs
+from pgrun.compare.load import CONFIG, OUTPUT_DIR_NAME, CompareError, load_runs
+from pgrun.compare.plots import plot_curves
+from pgrun.compare.report import (
+    definitions,
+    markdown,
+    print_report,
+    skipped_warnings,
+    write_tables,
+)
+from pgrun.compare.summary import choose_source, summarize
+
+DESCRIPTION = """Compare runs: find every run folder under PATH... (plain runs and Hydra
+multirun sweeps), group runs by what differs in their configs except the seed, and report
+per group and environment the final return (mean ± std, IQM with a 95% bootstrap CI,
+median), steps to the env's reward threshold, area under the learning curve, wall time
+and SPS; the probability of improvement between groups; learning curves. Writes
+report.md, summary.csv, improvement.csv and curves.png to --out."""
+
+EXAMPLES = """examples:
+  pgrun compare outputs/sweeps/2026-11-21_10-00-00
+  pgrun compare outputs/runs outputs/sweeps --by algo --filter env=CartPole-v1
+  pgrun compare outputs/sweeps/clip --filter algo.clip_eps=0.1 --filter algo.clip_eps=0.2
+  pgrun compare outputs/sweeps/x --curve train --band std --last 5 --out results/x --svg"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pgrun compare", description=DESCRIPTION, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                   help="folders to search for run folders (recursively)")
+    p.add_argument("--by", metavar="KEY[,KEY]",
+                   help="group by these config keys only (algo = algo.name, env = env.id)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep runs whose config has KEY=VALUE (repeatable; repeating a key "
+                        "keeps either value)")
+    p.add_argument("--last", type=int, default=3, metavar="K",
+                   help="final return = mean of each run's last K points (default 3)")
+    p.add_argument("--curve", choices=["auto", "eval", "train"], default="auto",
+                   help="eval.csv or training returns from metrics.csv (auto: eval when "
+                        "every run has evaluations)")
+    p.add_argument("--band", choices=["ci", "std"], default="ci",
+                   help="curve band: 95%% bootstrap CI of the mean (default) or ± std")
+    p.add_argument("--out", type=Path,
+                   help=f"output folder (default: <first PATH>/{OUTPUT_DIR_NAME}/)")
+    p.add_argument("--svg", action="store_true", help="also write curves.svg")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    return p
+
+
+def default_out(first: Path) -> Path:
+    """``<first PATH>/compare``, or beside it when PATH is itself a run folder (which
+    pgrun compare never writes into)."""
+    base = first.parent if (first / CONFIG).is_file() else first
+    return base / OUTPUT_DIR_NAME
+
+
+def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Path]:
+    """The whole comparison; returns the files written."""
+    if args.last < 1:
+        raise CompareError(f"--last {args.last}: must be ≥ 1")
+    out = args.out or default_out(args.paths[0])
+    runs, skipped = load_runs(args.paths, exclude=[out])
+    for warning in skipped_warnings(skipped, limit=3):
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    if not runs:
+        where = ", ".join(map(str, args.paths))
+        raise CompareError(f"no runs found under {where} (a run folder has .hydra/config.yaml "
+                           "and metrics.csv or eval.csv)")
+    runs = apply_filters(runs, args.filter)
+    source, runs, source_warnings = choose_source(runs, args.curve)
+    groups, group_warnings = group_runs(runs, args.by.split(",") if args.by else None)
+    table, pairs, stat_warnings = summarize(groups, source, args.last, args.seed)
+    notes = definitions(source, args.last, args.band, args.seed)
+    late_warnings = source_warnings + group_warnings + stat_warnings
+    print_report(console, table, pairs, notes, late_warnings)
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = plot_curves(groups, source, args.band, args.seed, out / "curves.png", args.svg)
+    written += write_tables(out, table, pairs)
+    command = "pgrun compare " + shlex.join(argv)
+    report = markdown(command, table, pairs, notes, skipped_warnings(skipped) + late_warnings,
+                      "curves.png")
+    (out / "report.md").write_text(report)
+    written.append(out / "report.md")
+    console.print(f"wrote {', '.join(p.name for p in written)} to {out}", highlight=False)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 200)
+    try:
+        run(args, argv, console)
+    except CompareError as err:
+        print(f"pgrun compare: {err}", file=sys.stderr)
+        return 1
+    return 0

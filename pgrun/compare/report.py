@@ -1,0 +1,167 @@
+"""The comparison as text: a rich table in the terminal, ``report.md``, ``summary.csv``
+and ``improvement.csv``. Numbers come from ``summary.py``; this module only formats."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pgrun.compare.stats import CONFIDENCE, N_RESAMPLES
+
+LEVEL = f"{CONFIDENCE:.0%}"
+
+
+def _num(x: float, digits: int = 1) -> str:
+    return "—" if x is None or math.isnan(x) else f"{x:,.{digits}f}"
+
+
+def _steps(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.3g}M"
+    return f"{x / 1e3:.3g}k" if x >= 1e3 else f"{x:.0f}"
+
+
+def _headers(env_rows: pd.DataFrame) -> list[str]:
+    first = env_rows.iloc[0]
+    threshold = "threshold" if math.isnan(first.threshold) else f"{first.threshold:g}"
+    return ["group", "seeds", "steps", "final mean ± std", f"final IQM [{LEVEL} CI]",
+            "final median", f"steps to {threshold} (reached)",
+            f"AUC {_steps(first.auc_start)}–{_steps(first.auc_end)}", "wall time", "SPS"]
+
+
+def _row_cells(row) -> list[str]:
+    seeds = str(row.seeds)
+    if row.finished < row.seeds:
+        seeds += f" ({row.seeds - row.finished} running)"
+    low, high = _steps(row.steps_min), _steps(row.steps_max)
+    steps = high if low == high else f"{low}–{high}"
+    threshold = "—" if math.isnan(row.threshold) else \
+        f"{_num(row.steps_to_threshold, 0)} ({row.reached}/{row.seeds})"
+    return [row.group, seeds, steps, f"{_num(row.final_mean)} ± {_num(row.final_std)}",
+            f"{_num(row.final_iqm)} [{_num(row.final_iqm_low)}, {_num(row.final_iqm_high)}]",
+            _num(row.final_median), threshold, _num(row.auc),
+            "—" if math.isnan(row.wall_time_s) else f"{row.wall_time_s:,.1f} s", _num(row.sps, 0)]
+
+
+def _pair_cells(pair) -> list[str]:
+    return [pair.x, pair.y,
+            f"{pair.p_improvement:.2f} [{_num(pair.low, 2)}, {_num(pair.high, 2)}]"]
+
+
+PAIR_HEADERS = ["X", "Y", f"P(X > Y) [{LEVEL} CI]"]
+
+
+def definitions(source: str, last: int, band: str, seed: int) -> list[str]:
+    """What each figure means, stated once for the terminal and the report."""
+    what = "evaluations (`return_mean` in eval.csv)" if source == "eval" else \
+        "logged training returns (`return_mean` in metrics.csv)"
+    return [
+        f"**Final return**: the mean of each seed's last {last} {what}.",
+        "**mean ± std, median**: over seeds; std is the sample std (n − 1).",
+        f"**IQM**: interquartile mean, the mean of the middle 50% of seeds "
+        f"(`scipy.stats.trim_mean(x, 0.25)`); {LEVEL} CI by percentile bootstrap with "
+        f"{N_RESAMPLES} resamples of the seeds of each group on each environment "
+        f"(stratified), seed {seed}.",
+        "**Steps to threshold**: the first logged step whose return ≥ `env.reward_threshold`; "
+        "median over the seeds that reached it (reached/seeds).",
+        "**AUC a–b**: mean return over the steps a–b that every run on the environment "
+        "covers, (1/(b−a)) ∫ r(t) dt with each seed's r linear between its logged points; "
+        "mean over seeds.",
+        "**P(X > Y)**: probability of improvement, the chance that a random seed of X has a "
+        "higher final return than a random seed of Y, mean over all seed pairs of "
+        f"1[x > y] + ½·1[x = y]; {LEVEL} CI by bootstrap of each group's seeds.",
+        "**Wall time, SPS**: median over seeds, from summary.json (metrics.csv's last row "
+        "for runs without one).",
+        "**Curves**: each seed interpolated linearly on a common step grid up to the group's "
+        "shortest run; line = mean over seeds, band = "
+        f"{f'{LEVEL} bootstrap CI of the mean' if band == 'ci' else '± 1 std over seeds'}.",
+    ]
+
+
+def skipped_warnings(skipped: list[tuple], limit: int | None = None) -> list[str]:
+    """Warnings naming the skipped folders: one per folder when at most 3 share a reason,
+    else one per reason (naming the first ``limit`` folders, or all if None)."""
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for path, reason in skipped:
+        by_reason[reason].append(str(path))
+    lines = []
+    for reason, paths in by_reason.items():
+        if len(paths) <= 3:
+            lines += [f"skipped {p}: {reason}" for p in paths]
+            continue
+        named = paths if limit is None else paths[:limit]
+        more = f" and {len(paths) - len(named)} more (named in report.md)" \
+            if len(named) < len(paths) else ""
+        lines.append(f"skipped {len(paths)} folders, {reason}: {', '.join(named)}{more}")
+    return lines
+
+
+def print_report(console: Console, table: pd.DataFrame, pairs: pd.DataFrame,
+                 notes: list[str], warnings: list[str]) -> None:
+    width = min(48, max(len(g) for g in table.group))
+    for env, rows in table.groupby("env", sort=False):
+        out = Table(title=f"[bold]{escape(str(env))}[/]", title_justify="left",
+                    header_style="bold")
+        for i, name in enumerate(_headers(rows)):
+            out.add_column(escape(name), justify="left" if i == 0 else "right",
+                           min_width=width if i == 0 else None)
+        for row in rows.itertuples():
+            out.add_row(*map(escape, _row_cells(row)))
+        console.print(out)
+        env_pairs = pairs[pairs.env == env]
+        if len(env_pairs):
+            out = Table(title="probability of improvement (final return)",
+                        title_justify="left", header_style="bold")
+            for i, name in enumerate(PAIR_HEADERS):
+                out.add_column(escape(name), justify="right" if i == 2 else "left")
+            for pair in env_pairs.itertuples():
+                out.add_row(*map(escape, _pair_cells(pair)))
+            console.print(out)
+        console.print()
+    for note in notes:
+        console.print(escape(note.replace("**", "").replace("`", "")), style="dim",
+                      highlight=False)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    def line(cells):
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    aligns = ["---"] + ["--:"] * (len(headers) - 1)
+    return "\n".join([line(headers), "| " + " | ".join(aligns) + " |", *map(line, rows)])
+
+
+def markdown(command: str, table: pd.DataFrame, pairs: pd.DataFrame, notes: list[str],
+             warnings: list[str], curves: str) -> str:
+    """``report.md``: the tables per environment, the curves, definitions, warnings."""
+    parts = [f"# Comparison of {int(table.seeds.sum())} runs in {len(table)} groups", "",
+             f"`{command}`", ""]
+    for env, rows in table.groupby("env", sort=False):
+        parts += [f"## {env}", "",
+                  _md_table(_headers(rows), [_row_cells(r) for r in rows.itertuples()]), ""]
+        env_pairs = pairs[pairs.env == env]
+        if len(env_pairs):
+            parts += ["Probability of improvement (final return):", "",
+                      _md_table(PAIR_HEADERS, [_pair_cells(p) for p in env_pairs.itertuples()]),
+                      ""]
+    parts += ["## Learning curves", "", f"![learning curves]({curves})", "",
+              "## Definitions", "", *[f"- {n}" for n in notes], ""]
+    if warnings:
+        parts += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
+    return "\n".join(parts)
+
+
+def write_tables(out: Path, table: pd.DataFrame, pairs: pd.DataFrame) -> list[Path]:
+    """``summary.csv`` (one row per group and environment) and ``improvement.csv``."""
+    paths = [out / "summary.csv", out / "improvement.csv"]
+    table.to_csv(paths[0], index=False, float_format="%.10g")
+    pairs.to_csv(paths[1], index=False, float_format="%.10g")
+    return paths

@@ -1,0 +1,113 @@
+"""Statistics over seeds, after Agarwal et al. (2021), "Deep RL at the edge of the
+statistical precipice": interquartile mean, percentile-bootstrap intervals that
+resample seeds within each group (stratified), probability of improvement.
+
+Every function takes plain arrays; randomness comes only from the ``seed`` argument, so
+the same inputs give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+from scipy import stats
+
+from pgrun.compare.load import Curve
+
+CONFIDENCE = 0.95
+N_RESAMPLES = 2000
+
+
+def mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation s = sqrt(Σ(x−x̄)²/(n−1)) (NaN for n < 2)."""
+    x = np.asarray(x, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
+
+
+def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle 50% of values, trimming
+    ⌊0.25·n⌋ from each end (``scipy.stats.trim_mean(x, 0.25)``)."""
+    return stats.trim_mean(x, 0.25, axis=axis)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray, axis: int = -1):
+    """P(X > Y) = (1/(n·m)) Σ_i Σ_j (1[x_i > y_j] + ½·1[x_i = y_j]): the chance that a
+    random run of X beats a random run of Y. Computed as U/(n·m), U = R_x − n(n+1)/2 the
+    Mann-Whitney statistic from the ranks R_x of x in x ∪ y (ties get average ranks)."""
+    x, y = np.moveaxis(np.asarray(x), axis, -1), np.moveaxis(np.asarray(y), axis, -1)
+    n, m = x.shape[-1], y.shape[-1]
+    ranks = stats.rankdata(np.concatenate([x, y], axis=-1), axis=-1)
+    rank_sum = ranks[..., :n].sum(axis=-1)
+    return (rank_sum - n * (n + 1) / 2) / (n * m)
+
+
+def bootstrap_ci(statistic: Callable, samples: tuple[np.ndarray, ...],
+                 seed: int) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of ``statistic(*samples, axis=-1)``: each sample
+    (the seeds of one group on one environment) is resampled with replacement on its own,
+    ``N_RESAMPLES`` times; (NaN, NaN) when a sample has fewer than 2 values."""
+    if any(len(s) < 2 for s in samples):
+        return math.nan, math.nan
+    result = stats.bootstrap(
+        tuple(np.asarray(s, dtype=float) for s in samples), statistic,
+        n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
+        paired=False, vectorized=True, random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def final_return(curve: Curve, last: int) -> float:
+    """The mean of a run's last ``last`` returns on its curve (fewer if it has fewer)."""
+    return float(curve.returns[-last:].mean())
+
+
+def steps_to_threshold(curve: Curve, threshold: float | None) -> float:
+    """The first step whose return is ≥ ``threshold``; NaN if never (or no threshold)."""
+    if threshold is None:
+        return math.nan
+    hits = np.flatnonzero(curve.returns >= threshold)
+    return float(curve.steps[hits[0]]) if len(hits) else math.nan
+
+
+def common_span(curves: list[Curve]) -> tuple[float, float]:
+    """The steps every curve covers: [latest first step, earliest last step]."""
+    start = max(float(c.steps[0]) for c in curves)
+    end = min(float(c.steps[-1]) for c in curves)
+    return start, max(start, end)
+
+
+def normalized_auc(curve: Curve, start: float, end: float) -> float:
+    """Mean return over [start, end]: (1/(end−start)) ∫ r(t) dt, with r linear between
+    logged points (the trapezoid rule, exact for that r)."""
+    if end <= start:
+        return float(np.interp(start, curve.steps, curve.returns))
+    inside = (curve.steps > start) & (curve.steps < end)
+    xs = np.concatenate([[start], curve.steps[inside], [end]])
+    ys = np.interp(xs, curve.steps, curve.returns)
+    return float(((ys[1:] + ys[:-1]) / 2 * np.diff(xs)).sum() / (end - start))
+
+
+def interpolate(curves: list[Curve], grid: np.ndarray) -> np.ndarray:
+    """Returns of each curve at each grid step, linearly interpolated: (runs, steps)."""
+    return np.stack([np.interp(grid, c.steps, c.returns) for c in curves])
+
+
+def mean_band(values: np.ndarray, band: str, seed: int) -> tuple[np.ndarray, ...]:
+    """Mean over runs (axis 0) and a band around it: ``"ci"``, the 95% percentile
+    bootstrap of the mean (the same resampled sets of runs at every step), or ``"std"``,
+    mean ± sample std. With one run the band is the line itself."""
+    mean = values.mean(axis=0)
+    n = len(values)
+    if n < 2:
+        return mean, mean, mean
+    if band == "std":
+        std = values.std(axis=0, ddof=1)
+        return mean, mean - std, mean + std
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), N_RESAMPLES) / n
+    means = weights @ values  # (resamples, steps): the mean of each resampled set of runs
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
+    return mean, low, high
