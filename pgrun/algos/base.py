@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 
 from pgrun.policies import Agent
 from pgrun.rollout import Batch, Collector
@@ -19,7 +20,9 @@ class Algorithm:
     uses_value: bool = True
 
     def __init__(self, cfg, agent: Agent, num_envs: int):
-        self.cfg = cfg
+        # the typed dataclass, not the DictConfig: attribute access in the update loop
+        # would otherwise cost more than some of its tensor ops
+        self.cfg = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
         self.agent = agent
         self.num_envs = num_envs
 
@@ -52,6 +55,11 @@ def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - x.mean()) / (x.std() + eps)
 
 
+def adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam with the fused kernel (one op for all parameters; same update rule)."""
+    return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -64,7 +72,7 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, max_grad_
     loss.backward()
     norm = float("nan")
     if max_grad_norm is not None:
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+        norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True))
     optimizer.step()
     return norm
 

@@ -19,6 +19,7 @@ import torch
 
 from pgrun.algos.base import (
     Algorithm,
+    adam,
     explained_variance,
     normalize,
     set_lr,
@@ -58,7 +59,7 @@ class PPO(Algorithm):
     def __init__(self, cfg, agent, num_envs):
         super().__init__(cfg, agent, num_envs)
         self.params = list(agent.parameters())
-        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, eps=cfg.adam_eps)
+        self.opt = adam(self.params, cfg.lr, cfg.adam_eps)
 
     def optimizers(self):
         return {"agent": self.opt}

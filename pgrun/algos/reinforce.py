@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from pgrun.algos.base import Algorithm, normalize, set_lr, step, valid_tensors
+from pgrun.algos.base import Algorithm, adam, normalize, set_lr, step, valid_tensors
 from pgrun.returns import episode_total_return, reward_to_go
 from pgrun.rollout import Batch, Collector
 
@@ -29,7 +29,7 @@ class Reinforce(Algorithm):
     def __init__(self, cfg, agent, num_envs):
         super().__init__(cfg, agent, num_envs)
         self.params = agent.policy_parameters()
-        self.opt = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.opt = adam(self.params, cfg.lr)
 
     def optimizers(self):
         return {"policy": self.opt}

@@ -12,6 +12,7 @@ import torch
 
 from pgrun.algos.base import (
     Algorithm,
+    adam,
     explained_variance,
     normalize,
     set_lr,
@@ -27,8 +28,8 @@ class VPG(Algorithm):
         super().__init__(cfg, agent, num_envs)
         self.pi_params = agent.policy_parameters()
         self.v_params = agent.value_parameters()
-        self.pi_opt = torch.optim.Adam(self.pi_params, lr=cfg.lr)
-        self.v_opt = torch.optim.Adam(self.v_params, lr=cfg.vf_lr)
+        self.pi_opt = adam(self.pi_params, cfg.lr)
+        self.v_opt = adam(self.v_params, cfg.vf_lr)
 
     def optimizers(self):
         return {"policy": self.pi_opt, "value": self.v_opt}
