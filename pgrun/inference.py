@@ -16,10 +16,10 @@ import numpy as np
 from scipy.special import erf
 from torch import nn
 
-from pgrun.policies import ACTIVATIONS, Agent
+from pgrun.policies import ACTIVATIONS, Agent, Tanh
 
 _NUMPY_ACTIVATIONS = {
-    nn.Tanh: np.tanh,
+    Tanh: np.tanh,
     nn.ReLU: lambda x: np.maximum(x, 0.0),
     nn.ELU: lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
     nn.GELU: lambda x: 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))).astype(x.dtype),
