@@ -1,0 +1,324 @@
+"""``pgrun compare`` on run folders written by the project's own writers, with numbers
+chosen by hand, on a real (tiny) Hydra multirun, and on broken folders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pgrun.cli import main
+from pgrun.compare import stats
+from pgrun.compare.load import Curve
+from pgrun.compare.summary import stable_seed
+from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, CsvLog
+from pgrun.runfolder import write_summary
+
+STEPS = [0, 100, 200, 300, 400]
+# Final returns (the last 3 evaluations are all f) and the second evaluation a, per seed.
+PPO = [(5, 10), (10, 20), (15, 30), (10, 40), (50, 100)]
+VPG = [(10, 20), (10, 20), (15, 30), (25, 50), (30, 60)]
+
+
+def make_run(path: Path, *, algo="ppo", env="CartPole-v1", seed=0, threshold=35.0,
+             evals=None, train=None, summary=True, **overrides) -> Path:
+    """A run folder as ``pgrun train`` leaves it. ``evals``: [(step, return)];
+    ``train``: [(step, return, time_s)] (default: the evaluations after step 0, time =
+    step/100); ``overrides``: dotted config keys (``algo__clip_eps=0.1``)."""
+    config = {"algo": {"name": algo, "lr": 0.001, "gamma": 0.99},
+              "env": {"id": env, "num_envs": 8, "reward_threshold": threshold},
+              "policy": {"hidden_sizes": [64, 64]},
+              "seed": seed, "total_steps": 400, "progress": "none"}
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split("__")
+        node = config
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    (path / ".hydra").mkdir(parents=True)
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (path / ".hydra" / "overrides.yaml").write_text(f"- algo={algo}\n- seed={seed}\n")
+    evals = evals if evals is not None else []
+    if train is None:
+        train = [(s, r, s / 100) for s, r in evals if s > 0]
+    log = CsvLog(path / "metrics.csv", METRIC_COLUMNS)
+    for i, (step, ret, time_s) in enumerate(train):
+        log.write({"update": i + 1, "step": step, "episodes": i + 1, "time_s": time_s,
+                   "sps": step / time_s, "return_mean": ret, "return_std": 0.0})
+    log.close()
+    log = CsvLog(path / "eval.csv", EVAL_COLUMNS)
+    for step, ret in evals:
+        log.write({"step": step, "return_mean": ret, "return_std": 0.0, "length_mean": ret,
+                   "episodes": 2, "time_s": step / 100})
+    log.close()
+    if summary:
+        write_summary(path, {"algo": algo, "seed": seed, "wall_time_s": 10.0 + seed,
+                             "sps": 100.0 * (seed + 1)})
+    return path
+
+
+def curve(a: float, f: float) -> list[tuple[int, float]]:
+    return list(zip(STEPS, [0, a, f, f, f], strict=True))
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """PPO (5 seeds, finished) and VPG (5 seeds, still running: no summary.json)."""
+    root = tmp_path / "sweep"
+    for seed, (a, f) in enumerate(PPO):
+        make_run(root / f"{seed}_ppo_s{seed}", algo="ppo", seed=seed, evals=curve(a, f))
+    for seed, (a, f) in enumerate(VPG):
+        make_run(root / f"{5 + seed}_vpg_s{seed}", algo="vpg", seed=seed, evals=curve(a, f),
+                 train=[(s, r, 2 * s / 100) for s, r in curve(a, f)[1:]], summary=False)
+    return root
+
+
+def compare(capsys, *args) -> tuple[int, str, str]:
+    code = main(["compare", *map(str, args)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def summary_of(out: Path) -> pd.DataFrame:
+    return pd.read_csv(out / "summary.csv").set_index("group")
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_statistics_match_hand_computed_values(sweep, capsys):
+    code, stdout, _ = compare(capsys, sweep)
+    assert code == 0
+    table = summary_of(sweep / "compare")
+    assert list(table.index) == ["algo=ppo", "algo=vpg"]
+    ppo, vpg = table.loc["algo=ppo"], table.loc["algo=vpg"]
+    assert ppo.seeds == 5 and ppo.finished == 5 and vpg.finished == 0
+    # finals 10, 20, 30, 40, 100: mean 40, s² = (900+400+100+0+3600)/4
+    assert ppo.final_mean == 40 and ppo.final_std == pytest.approx(math.sqrt(1250))
+    assert ppo.final_iqm == 30 and ppo.final_median == 30  # IQM: trims one from each end
+    assert ppo.final_iqm_low <= 30 <= ppo.final_iqm_high
+    seed = stable_seed(0, "iqm", "CartPole-v1", "algo=ppo")
+    assert (ppo.final_iqm_low, ppo.final_iqm_high) == pytest.approx(
+        stats.bootstrap_ci(stats.iqm, (np.array([f for _, f in PPO]),), seed))
+    assert vpg.final_mean == 36 and vpg.final_iqm == pytest.approx(100 / 3)
+    # threshold 35: ppo seeds 3 and 4 reach it at steps 200 and 100
+    assert (ppo.reached, ppo.steps_to_threshold) == (2, 150)
+    assert (vpg.reached, vpg.steps_to_threshold) == (2, 200)
+    # AUC over 0–400 of [0, a, f, f, f] is (a + 2.5 f) / 4 per seed
+    assert ppo.auc == pytest.approx(29.5) and vpg.auc == pytest.approx(27.0)
+    assert (ppo.auc_start, ppo.auc_end) == (0, 400)
+    # wall time: summary.json (10 + seed) or, running, metrics.csv's last row (t = 8 s)
+    assert ppo.wall_time_s == 12 and ppo.sps == 300
+    assert vpg.wall_time_s == 8 and vpg.sps == 50
+
+    pairs = pd.read_csv(sweep / "compare" / "improvement.csv")
+    assert len(pairs) == 1
+    pair = pairs.iloc[0]  # X = the higher IQM; 11.5 of 25 pairs favour ppo
+    assert (pair.x, pair.y) == ("algo=vpg", "algo=ppo")
+    assert pair.p_improvement == pytest.approx(0.54)
+    assert pair.low <= 0.54 <= pair.high
+
+    assert "CartPole-v1" in stdout and "algo=vpg" in stdout and "5 running" in stdout
+    report = (sweep / "compare" / "report.md").read_text()
+    assert "last 3 evaluations" in report and "| algo=ppo | 5 |" in report
+    assert "40.0 ± 35.4" in report and "150 (2/5)" in report and "0.54" in report
+    assert "![learning curves](curves.png)" in report
+
+
+def test_estimators_against_definitions():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        x = rng.integers(0, 4, rng.integers(2, 9)).astype(float)
+        y = rng.integers(0, 4, rng.integers(2, 9)).astype(float)
+        pairs = [(xi > yj) + 0.5 * (xi == yj) for xi in x for yj in y]
+        assert stats.probability_of_improvement(x, y) == pytest.approx(np.mean(pairs))
+    assert stats.iqm(np.arange(1.0, 9.0)) == 4.5  # mean of 3, 4, 5, 6
+    assert stats.bootstrap_ci(stats.iqm, (np.full(6, 7.0),), seed=0) == (7.0, 7.0)
+    assert all(math.isnan(v) for v in stats.bootstrap_ci(stats.iqm, (np.ones(1),), seed=0))
+    low, high = stats.bootstrap_ci(stats.iqm, (np.arange(20.0),), seed=0)
+    assert 3 < low < 9.5 < high < 16
+    ramp = Curve(np.array([0.0, 100, 200]), np.array([0.0, 10, 10]))
+    assert stats.steps_to_threshold(ramp, 10) == 100 and math.isnan(stats.steps_to_threshold(ramp, 11))
+    assert stats.final_return(ramp, 2) == 10 and stats.final_return(ramp, 9) == 20 / 3
+    # ∫_50^200: 50 steps rising 5 → 10, then 100 steps at 10
+    assert stats.normalized_auc(ramp, 50, 200) == pytest.approx((50 * 7.5 + 100 * 10) / 150)
+    short = Curve(np.array([100.0, 150]), np.array([1.0, 2]))
+    assert stats.common_span([ramp, short]) == (100, 150)
+    values = np.array([[0.0, 10.0], [2.0, 14.0]])
+    mean, low, high = stats.mean_band(values, "std", seed=0)
+    assert mean.tolist() == [1, 12] and high.tolist() == pytest.approx([1 + 2**0.5, 12 + 8**0.5])
+    mean, low, high = stats.mean_band(values, "ci", seed=0)
+    assert (low >= values.min(0)).all() and (high <= values.max(0)).all()
+
+
+def test_same_inputs_same_report(sweep, tmp_path, capsys):
+    for name in ("a", "b"):
+        assert compare(capsys, sweep, "--out", tmp_path / name)[0] == 0
+    for file in ("summary.csv", "improvement.csv"):
+        assert (tmp_path / "a" / file).read_text() == (tmp_path / "b" / file).read_text()
+    a, b = ((tmp_path / n / "report.md").read_text().split("\n", 3)[3] for n in "ab")
+    assert a == b  # all but the command line
+
+
+def test_outputs_written_and_run_folders_untouched(sweep, tmp_path, capsys):
+    before = tree_hash(sweep)
+    out = tmp_path / "out"
+    assert compare(capsys, sweep, "--out", out, "--svg")[0] == 0
+    assert tree_hash(sweep) == before
+    png = (out / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert (out / "curves.svg").read_text().lstrip().startswith("<?xml")
+    assert (out / "report.md").stat().st_size > 0
+
+
+def test_groups_label_only_what_differs(tmp_path, capsys):
+    root = tmp_path / "clip"
+    for seed in range(2):
+        for clip in (0.1, 0.2):
+            make_run(root / f"ppo_{clip}_{seed}", seed=seed, evals=curve(1, 10 * clip * 10),
+                     algo__clip_eps=clip)
+        # a preset's other budget: follows from the algorithm, not shown in labels
+        make_run(root / f"vpg_{seed}", algo="vpg", seed=seed, evals=curve(1, 5),
+                 total_steps=800, progress="rich" if seed else "none")
+    assert compare(capsys, root, "--out", tmp_path / "all")[0] == 0
+    assert list(summary_of(tmp_path / "all").index) == [
+        "algo=ppo algo.clip_eps=0.1", "algo=ppo algo.clip_eps=0.2", "algo=vpg"]
+
+    assert compare(capsys, root, "--out", tmp_path / "by", "--by", "algo")[0] == 0
+    by = summary_of(tmp_path / "by")
+    assert list(by.index) == ["algo=ppo", "algo=vpg"] and by.seeds.tolist() == [4, 2]
+
+    assert compare(capsys, root, "--out", tmp_path / "f", "--filter", "algo.clip_eps=0.1")[0] == 0
+    assert summary_of(tmp_path / "f").seeds.to_dict() == {"algo=ppo": 2}
+
+    code = compare(capsys, root, "--out", tmp_path / "f2", "--filter", "algo=vpg",
+                   "--filter", "algo=ppo", "--filter", "algo.lr=1e-3")[0]
+    assert code == 0 and summary_of(tmp_path / "f2").seeds.sum() == 6
+
+
+def test_environments_are_compared_apart(tmp_path, capsys):
+    for env in ("CartPole-v1", "Acrobot-v1"):
+        for algo in ("ppo", "vpg"):
+            for seed in range(2):
+                make_run(tmp_path / env / f"{algo}_{seed}", algo=algo, env=env, seed=seed,
+                         evals=curve(1, 10 + seed), threshold=None, env__num_envs=4)
+    assert compare(capsys, tmp_path, "--out", tmp_path / "out")[0] == 0
+    table = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert table[["env", "group"]].values.tolist() == [
+        ["Acrobot-v1", "algo=ppo"], ["Acrobot-v1", "algo=vpg"],
+        ["CartPole-v1", "algo=ppo"], ["CartPole-v1", "algo=vpg"]]
+    assert table.reached.tolist() == [0] * 4 and table.steps_to_threshold.isna().all()
+    pairs = pd.read_csv(tmp_path / "out" / "improvement.csv")
+    assert pairs.env.tolist() == ["Acrobot-v1", "CartPole-v1"]
+    assert "only 2 seeds (< 5)" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_options_last_curve_band(sweep, tmp_path, capsys):
+    assert compare(capsys, sweep, "--out", tmp_path / "k", "--last", "4")[0] == 0
+    # last 4 of [0, a, f, f, f] = (a + 3f)/4; ppo seed 0: (5 + 30)/4
+    assert summary_of(tmp_path / "k").final_median.tolist() == [
+        np.median([(a + 3 * f) / 4 for a, f in PPO]), np.median([(a + 3 * f) / 4 for a, f in VPG])]
+    assert compare(capsys, sweep, "--out", tmp_path / "t", "--curve", "train",
+                   "--band", "std")[0] == 0
+    train = summary_of(tmp_path / "t")
+    assert train.loc["algo=ppo", "auc_start"] == 100  # training rows start at the first update
+    assert "metrics.csv" in (tmp_path / "t" / "report.md").read_text()
+
+
+def test_training_returns_when_some_run_has_no_evaluations(tmp_path, capsys):
+    make_run(tmp_path / "a", evals=curve(1, 10))
+    make_run(tmp_path / "b", seed=1, evals=[], train=[(100, 4.0, 1.0), (200, 6.0, 2.0)])
+    code, stdout, _ = compare(capsys, tmp_path, "--out", tmp_path / "out")
+    assert code == 0 and "1 of 2 runs have no evaluation rows" in stdout
+    assert summary_of(tmp_path / "out").final_mean.tolist() == [(10 + 5) / 2]
+    code, stdout, _ = compare(capsys, tmp_path, "--out", tmp_path / "out", "--curve", "eval")
+    assert code == 0 and summary_of(tmp_path / "out").final_mean.tolist() == [10]
+    assert f"skipped {tmp_path / 'b'}: no eval rows" in stdout
+
+
+def test_broken_and_unfinished_folders_are_skipped_or_handled(sweep, capsys):
+    (sweep / "crashed" / ".hydra").mkdir(parents=True)  # stopped before the first update
+    (sweep / "crashed" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    make_run(sweep / "header_only", seed=9)
+    empty = make_run(sweep / "empty", seed=9)
+    (empty / "eval.csv").write_text("")
+    (empty / "metrics.csv").write_text("")
+    bad_yaml = make_run(sweep / "bad_yaml", seed=8, evals=curve(1, 1))
+    (bad_yaml / ".hydra" / "config.yaml").write_text("algo: [unclosed\n")
+    # a run being written: half a row at the end, a garbled cell, shorter than the rest
+    partial = make_run(sweep / "partial", seed=5, evals=curve(50, 100)[:4], summary=False)
+    with open(partial / "eval.csv", "a") as f:
+        f.write("400,9")
+    with open(partial / "metrics.csv", "a") as f:
+        f.write("garbage,x,y\n5,4")
+    make_run(sweep / "old" / "compare" / "fake_run", seed=7, evals=curve(1, 1))  # an old output
+
+    code, stdout, _ = compare(capsys, sweep)
+    assert code == 0
+    report = (sweep / "compare" / "report.md").read_text()
+    for name in ("crashed", "header_only", "empty", "bad_yaml"):
+        assert f"skipped {sweep / name}: " in report and name in stdout
+    assert "fake_run" not in stdout + report
+    ppo = summary_of(sweep / "compare").loc["algo=ppo"]
+    assert ppo.seeds == 6 and ppo.finished == 5
+    # partial ends at step 300 (the half-written row is dropped): final mean(50, 100, 100)
+    assert (ppo.steps_min, ppo.steps_max) == (300, 400)
+    assert ppo.final_mean == pytest.approx((10 + 20 + 30 + 40 + 100 + 250 / 3) / 6)
+    assert ppo.auc_end == 300  # the steps every run covers
+    assert "1 of 6 runs have no summary.json" in report
+    assert "between step 300 and 400" in report
+
+
+def test_no_runs_is_a_one_line_error(tmp_path, cli):
+    (tmp_path / "nothing" / "deeper").mkdir(parents=True)
+    out = cli("compare", str(tmp_path / "nothing"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "no runs found under" in out.stderr
+    assert not (tmp_path / "nothing" / "compare").exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--by", "algo.nope"], "--by algo.nope: no run has this config key"),
+    (["--filter", "algo.lr"], "expected KEY=VALUE"),
+    (["--filter", "algo=sac"], "no run matches --filter algo=sac"),
+    (["--last", "0"], "--last 0: must be ≥ 1"),
+])
+def test_bad_options_fail_cleanly(sweep, capsys, args, message):
+    code, _, stderr = compare(capsys, sweep, *args)
+    assert code == 1 and message in stderr and stderr.count("\n") == 1
+
+
+def test_missing_path_is_an_error(tmp_path, capsys):
+    code, _, stderr = compare(capsys, tmp_path / "typo")
+    assert code == 1 and "typo: no such folder" in stderr
+
+
+def test_real_multirun_sweep(cli, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    out = cli("train", "-m", "seed=0,1", "total_steps=1500", "eval.interval=500",
+              "eval.episodes=2", "progress=none", f"hydra.sweep.dir={sweep}")
+    assert out.returncode == 0, out.stderr
+    before = tree_hash(sweep)
+    code, stdout, _ = compare(capsys, sweep)
+    assert code == 0
+    assert {k: v for k, v in tree_hash(sweep).items() if not k.startswith("compare/")} == before
+
+    runs = sorted(p.parent for p in sweep.glob("*/summary.json"))
+    assert len(runs) == 2
+    finals = [pd.read_csv(r / "eval.csv").return_mean.iloc[-3:].mean() for r in runs]
+    walls = [json.loads((r / "summary.json").read_text())["wall_time_s"] for r in runs]
+    row = summary_of(sweep / "compare").loc["algo=ppo"]
+    assert row.seeds == 2 and row.finished == 2
+    assert row.final_mean == pytest.approx(np.mean(finals))
+    assert row.final_std == pytest.approx(np.std(finals, ddof=1))
+    assert row.wall_time_s == pytest.approx(np.median(walls))
+    assert "only 2 seeds (< 5)" in stdout.replace("\n", " ")
+    assert (sweep / "compare" / "curves.png").stat().st_size > 0
