@@ -24,11 +24,11 @@ from pgrun.compare.report import (
 from pgrun.compare.summary import choose_source, summarize
 
 DESCRIPTION = """Compare runs: find every run folder under PATH... (plain runs and Hydra
-multirun sweeps), group runs by what differs in their configs except the seed, and report
-per group and environment the final return (mean ± std, IQM with a 95% bootstrap CI,
-median), steps to the env's reward threshold, area under the learning curve, wall time
-and SPS; the probability of improvement between groups; learning curves. Writes
-report.md, summary.csv, improvement.csv and curves.png to --out."""
+multirun sweeps), group the runs by what differs in their configs except the seed, and
+report per group and environment the final return (mean ± std, IQM with a 95% bootstrap
+CI, median), the steps to the env's reward threshold, the area under the learning curve,
+wall time and SPS; the probability of improvement between groups; learning curves.
+Writes report.md, summary.csv, improvement.csv and curves.png to --out."""
 
 EXAMPLES = """examples:
   pgrun compare outputs/sweeps/2026-11-21_10-00-00
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
                       "curves.png")
     (out / "report.md").write_text(report)
     written.append(out / "report.md")
-    console.print(f"wrote {', '.join(p.name for p in written)} to {out}", highlight=False)
+    console.print(f"wrote {', '.join(p.name for p in written)} to {out} (definitions of "
+                  "every figure in report.md)", highlight=False)
     return written
 
 

@@ -124,7 +124,7 @@ def print_report(console: Console, table: pd.DataFrame, pairs: pd.DataFrame,
                 out.add_row(*map(escape, _pair_cells(pair)))
             console.print(out)
         console.print()
-    for note in notes:
+    for note in notes[:1]:  # the rest are in report.md
         console.print(escape(note.replace("**", "").replace("`", "")), style="dim",
                       highlight=False)
     for warning in warnings:
