@@ -27,10 +27,11 @@ VPG = [(10, 20), (10, 20), (15, 30), (25, 50), (30, 60)]
 
 
 def make_run(path: Path, *, algo="ppo", env="CartPole-v1", seed=0, threshold=35.0,
-             evals=None, train=None, summary=True, **overrides) -> Path:
+             evals=None, train=None, summary: bool | dict = True, **overrides) -> Path:
     """A run folder as ``pgrun train`` leaves it. ``evals``: [(step, return)];
     ``train``: [(step, return, time_s)] (default: the evaluations after step 0, time =
-    step/100); ``overrides``: dotted config keys (``algo__clip_eps=0.1``)."""
+    step/100); ``summary``: False for none, a dict for extra keys; ``overrides``: nested
+    config keys, ``__`` for the dot (``algo__clip_eps=0.1``)."""
     config = {"algo": {"name": algo, "lr": 0.001, "gamma": 0.99},
               "env": {"id": env, "num_envs": 8, "reward_threshold": threshold},
               "policy": {"hidden_sizes": [64, 64]},
@@ -58,8 +59,9 @@ def make_run(path: Path, *, algo="ppo", env="CartPole-v1", seed=0, threshold=35.
                    "episodes": 2, "time_s": step / 100})
     log.close()
     if summary:
+        extra = summary if isinstance(summary, dict) else {}
         write_summary(path, {"algo": algo, "seed": seed, "wall_time_s": 10.0 + seed,
-                             "sps": 100.0 * (seed + 1)})
+                             "sps": 100.0 * (seed + 1), **extra})
     return path
 
 
@@ -69,7 +71,7 @@ def curve(a: float, f: float) -> list[tuple[int, float]]:
 
 @pytest.fixture
 def sweep(tmp_path) -> Path:
-    """PPO (5 seeds, finished) and VPG (5 seeds, still running: no summary.json)."""
+    """PPO (5 seeds, complete) and VPG (5 seeds, still running: no summary.json)."""
     root = tmp_path / "sweep"
     for seed, (a, f) in enumerate(PPO):
         make_run(root / f"{seed}_ppo_s{seed}", algo="ppo", seed=seed, evals=curve(a, f))
@@ -100,7 +102,8 @@ def test_statistics_match_hand_computed_values(sweep, capsys):
     table = summary_of(sweep / "compare")
     assert list(table.index) == ["algo=ppo", "algo=vpg"]
     ppo, vpg = table.loc["algo=ppo"], table.loc["algo=vpg"]
-    assert ppo.seeds == 5 and ppo.finished == 5 and vpg.finished == 0
+    assert ppo.seeds == 5 and ppo.complete == 5 and vpg.complete == 0
+    assert vpg.incomplete == "5 unfinished"
     # finals 10, 20, 30, 40, 100: mean 40, s² = (900+400+100+0+3600)/4
     assert ppo.final_mean == 40 and ppo.final_std == pytest.approx(math.sqrt(1250))
     assert ppo.final_iqm == 30 and ppo.final_median == 30  # IQM: trims one from each end
@@ -126,7 +129,7 @@ def test_statistics_match_hand_computed_values(sweep, capsys):
     assert pair.p_improvement == pytest.approx(0.54)
     assert pair.low <= 0.54 <= pair.high
 
-    assert "CartPole-v1" in stdout and "algo=vpg" in stdout and "5 running" in stdout
+    assert "CartPole-v1" in stdout and "algo=vpg" in stdout and "5 (5 unfinished)" in stdout
     report = (sweep / "compare" / "report.md").read_text()
     assert "last 3 evaluations" in report and "| algo=ppo | 5 |" in report
     assert "40.0 ± 35.4" in report and "150 (2/5)" in report and "0.54" in report
@@ -260,6 +263,8 @@ def test_broken_and_unfinished_folders_are_skipped_or_handled(sweep, capsys):
     with open(partial / "metrics.csv", "a") as f:
         f.write("garbage,x,y\n5,4")
     make_run(sweep / "old" / "compare" / "fake_run", seed=7, evals=curve(1, 1))  # an old output
+    make_run(sweep / "stopped", seed=6, evals=curve(1, 1), summary={"status": "interrupted"})
+    make_run(sweep / "diverged", seed=7, evals=curve(1, 1), summary={"status": "failed"})
 
     code, stdout, _ = compare(capsys, sweep)
     assert code == 0
@@ -268,12 +273,13 @@ def test_broken_and_unfinished_folders_are_skipped_or_handled(sweep, capsys):
         assert f"skipped {sweep / name}: " in report and name in stdout
     assert "fake_run" not in stdout + report
     ppo = summary_of(sweep / "compare").loc["algo=ppo"]
-    assert ppo.seeds == 6 and ppo.finished == 5
+    assert ppo.seeds == 8 and ppo.complete == 5
+    assert ppo.incomplete == "1 failed, 1 interrupted, 1 unfinished"
     # partial ends at step 300 (the half-written row is dropped): final mean(50, 100, 100)
     assert (ppo.steps_min, ppo.steps_max) == (300, 400)
-    assert ppo.final_mean == pytest.approx((10 + 20 + 30 + 40 + 100 + 250 / 3) / 6)
+    assert ppo.final_mean == pytest.approx((10 + 20 + 30 + 40 + 100 + 250 / 3 + 1 + 1) / 8)
     assert ppo.auc_end == 300  # the steps every run covers
-    assert "1 of 6 runs have no summary.json" in report
+    assert "not all runs are complete (1 failed, 1 interrupted, 1 unfinished" in report
     assert "between step 300 and 400" in report
 
 
@@ -316,7 +322,7 @@ def test_real_multirun_sweep(cli, tmp_path, capsys):
     finals = [pd.read_csv(r / "eval.csv").return_mean.iloc[-3:].mean() for r in runs]
     walls = [json.loads((r / "summary.json").read_text())["wall_time_s"] for r in runs]
     row = summary_of(sweep / "compare").loc["algo=ppo"]
-    assert row.seeds == 2 and row.finished == 2
+    assert row.seeds == 2 and row.complete == 2 and pd.isna(row.incomplete)
     assert row.final_mean == pytest.approx(np.mean(finals))
     assert row.final_std == pytest.approx(np.std(finals, ddof=1))
     assert row.wall_time_s == pytest.approx(np.median(walls))

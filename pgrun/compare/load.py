@@ -23,6 +23,9 @@ import yaml
 
 CONFIG = Path(".hydra") / "config.yaml"
 METRICS, EVAL, SUMMARY = "metrics.csv", "eval.csv", "summary.json"
+COMPLETE, UNFINISHED = "complete", "unfinished"
+"""Run statuses besides summary.json's others (``interrupted``, ``failed``): a summary
+without a status (older pgrun) is complete; a run without a summary is unfinished."""
 OUTPUT_DIR_NAME = "compare"
 """Default name of ``pgrun compare``'s output folder; never searched for runs."""
 
@@ -48,7 +51,7 @@ class Run:
     train: Curve | None  # metrics.csv return_mean by step (training episodes)
     wall_time_s: float
     sps: float
-    finished: bool  # summary.json exists (written once training is over)
+    status: str  # summary.json's status; UNFINISHED while there is none (running or killed)
 
     @property
     def env(self) -> str:
@@ -89,7 +92,7 @@ def _hashable(value: Any) -> Any:
 def read_config(path: Path) -> dict[str, Any]:
     """The run's config (``.hydra/config.yaml``), interpolations resolved, flattened."""
     text = path.read_text()
-    tree = yaml.load(text, Loader=yaml.CSafeLoader)  # noqa: S506 (a safe loader)
+    tree = yaml.load(text, Loader=yaml.CSafeLoader)
     if "${" in text:  # rare: only then pay for OmegaConf
         from omegaconf import OmegaConf
 
@@ -152,11 +155,12 @@ def read_run(path: Path) -> Run:
         timed = metrics.dropna(subset=["step", "time_s"])
         wall = float(timed["time_s"].iloc[-1]) if len(timed) else math.nan
         sps = float(timed["step"].iloc[-1]) / wall if len(timed) and wall > 0 else math.nan
-    return Run(path, config, eval_curve, train_curve, float(wall), float(sps),
-               finished=bool(summary))
+    status = str(summary.get("status", COMPLETE)) if summary else UNFINISHED
+    return Run(path, config, eval_curve, train_curve, float(wall), float(sps), status)
 
 
 def _read_summary(path: Path) -> dict:
+    """summary.json, or {} (read here, not with pgrun.runfolder, which imports torch)."""
     try:
         summary = json.loads(path.read_text())
     except (OSError, ValueError):

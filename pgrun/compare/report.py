@@ -36,9 +36,7 @@ def _headers(env_rows: pd.DataFrame) -> list[str]:
 
 
 def _row_cells(row) -> list[str]:
-    seeds = str(row.seeds)
-    if row.finished < row.seeds:
-        seeds += f" ({row.seeds - row.finished} running)"
+    seeds = f"{row.seeds} ({row.incomplete})" if row.incomplete else str(row.seeds)
     low, high = _steps(row.steps_min), _steps(row.steps_max)
     steps = high if low == high else f"{low}–{high}"
     threshold = "—" if math.isnan(row.threshold) else \

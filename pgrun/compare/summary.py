@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import Counter
 from itertools import combinations
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 
 from pgrun.compare import stats
 from pgrun.compare.group import Group
-from pgrun.compare.load import CompareError, Curve, Run
+from pgrun.compare.load import COMPLETE, CompareError, Curve, Run
 
 MIN_SEEDS = 5
 """Fewer seeds than this give intervals too rough to trust; the report says so."""
@@ -86,7 +87,8 @@ def _group_row(group: Group, source: str, last: int, auc_span: tuple[float, floa
     last_steps = [float(c.steps[-1]) for c in curves]
     return {
         "env": group.env, "group": group.label, "seeds": len(curves),
-        "finished": sum(r.finished for r in group.runs),
+        "complete": sum(r.status == COMPLETE for r in group.runs),
+        "incomplete": _incomplete(group.runs),
         "steps_min": min(last_steps), "steps_max": max(last_steps),
         "final_mean": mean, "final_std": std, "final_iqm": float(stats.iqm(finals)),
         "final_iqm_low": low, "final_iqm_high": high, "final_median": float(np.median(finals)),
@@ -95,12 +97,21 @@ def _group_row(group: Group, source: str, last: int, auc_span: tuple[float, floa
         "reached": len(reached),
         "auc": float(np.mean([stats.normalized_auc(c, *auc_span) for c in curves])),
         "auc_start": auc_span[0], "auc_end": auc_span[1],
-        "wall_time_s": float(np.nanmedian([r.wall_time_s for r in group.runs]))
-        if any(not math.isnan(r.wall_time_s) for r in group.runs) else math.nan,
-        "sps": float(np.nanmedian([r.sps for r in group.runs]))
-        if any(not math.isnan(r.sps) for r in group.runs) else math.nan,
+        "wall_time_s": _median([r.wall_time_s for r in group.runs]),
+        "sps": _median([r.sps for r in group.runs]),
         "_finals": finals,
     }
+
+
+def _median(values: list[float]) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return float(np.median(known)) if known else math.nan
+
+
+def _incomplete(runs: list[Run]) -> str:
+    """``"2 unfinished, 1 failed"``: the runs whose status is not complete, by status."""
+    counts = Counter(r.status for r in runs if r.status != COMPLETE)
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _group_warnings(group: Group, source: str) -> list[str]:
@@ -110,11 +121,11 @@ def _group_warnings(group: Group, source: str) -> list[str]:
     if n < MIN_SEEDS:
         warnings.append(f"{name}: only {n} seed{'s' if n > 1 else ''} (< {MIN_SEEDS}); its "
                         "interval and probabilities of improvement are unreliable")
-    running = sum(not r.finished for r in group.runs)
+    incomplete = _incomplete(group.runs)
     ends = [float(curve_of(r, source).steps[-1]) for r in group.runs]
-    if running or min(ends) < (1 - END_TOLERANCE) * max(ends):
-        why = f"{running} of {n} runs have no summary.json yet (in progress or stopped); " \
-            if running else ""
+    if incomplete or min(ends) < (1 - END_TOLERANCE) * max(ends):
+        why = f"not all runs are complete ({incomplete}; unfinished: no summary.json yet, " \
+            "still running or killed); " if incomplete else ""
         warnings.append(f"{name}: {why}runs end between step {min(ends):,.0f} and "
                         f"{max(ends):,.0f}; its curve stops at the shortest run, final "
                         "returns are each run's own last points")
