@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from pgrun import __version__
-from pgrun.config import ConfigError, register
+from pgrun.config import register
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -20,12 +19,16 @@ Usage:
   pgrun train [key=value ...]     train one agent (Hydra overrides; --help for groups)
   pgrun train -m key=a,b ...      a sweep (Hydra multirun), e.g. seed='range(10)'
   pgrun compare PATH... [options] compare runs: statistics over seeds, curves (--help)
+  pgrun eval RUN_DIR [key=value]  evaluate a run's checkpoint: episodes=N deterministic=BOOL
+                                  video=true (pgrun[video]) seed=N
 
 Examples:
   pgrun train                                  PPO on CartPole-v1 with the tuned preset
   pgrun train algo=reinforce env=Acrobot-v1 seed=3
   pgrun train -m algo=reinforce,vpg,ppo seed='range(10)'
   pgrun compare outputs/sweeps/<date>          report.md, summary.csv, curves.png
+  pgrun train -m hydra/launcher=local seed='range(10)'   the sweep on every core
+  pgrun eval outputs/runs/<run> episodes=20 video=true
 """
 
 register()
@@ -33,14 +36,9 @@ register()
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _train_app(cfg: DictConfig) -> float | None:
-    from pgrun.train import train  # torch imports stay out of --help and config errors
+    from pgrun.sweep import run_train_task  # exit codes, resume, sweep failures: see there
 
-    try:
-        summary = train(cfg, Path(HydraConfig.get().runtime.output_dir))
-    except ConfigError as err:
-        print(f"pgrun: {err}", file=sys.stderr)
-        sys.exit(2)
-    return summary["final_eval_return"]
+    return run_train_task(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         sys.argv = ["pgrun train", *rest]
         _train_app()
-        return 0
+        from pgrun.sweep import failed_runs
+
+        return 1 if failed_runs() else 0
+    if command == "eval":
+        from pgrun.evalcmd import main as evaluate  # torch, gymnasium only here
+
+        return evaluate(rest)
     if command == "compare":
         from pgrun.compare import main as compare  # pandas, scipy, matplotlib only here
 
         return compare(rest)
-    print(f"pgrun: unknown command {command!r}; available: train, compare.\n\n{USAGE}", file=sys.stderr)
+    print(f"pgrun: unknown command {command!r}; available: train, compare, eval.\n\n{USAGE}", file=sys.stderr)
     return 2

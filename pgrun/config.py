@@ -100,6 +100,15 @@ class EvalConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """When to write checkpoint.pt (see pgrun/checkpoint.py for what it holds)."""
+
+    enabled: bool = True
+    every: int = 50  # updates between checkpoints (0: only at the end); one is always written at the end
+    stop_after_updates: int | None = None  # checkpoint and stop (status interrupted) after this many updates
+
+
+@dataclass
 class TrainConfig:
     algo: Any = MISSING
     env: EnvConfig = MISSING
@@ -109,13 +118,15 @@ class TrainConfig:
     total_steps: Any = 100_000
     torch_threads: int = 1
     progress: str = "auto"
-    checkpoint: bool = True
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: Any = "auto"  # auto: continue an unfinished run in the folder, skip a complete one; true; false
 
 
 ALGO_SCHEMAS = {"reinforce": ReinforceConfig, "vpg": VPGConfig, "ppo": PPOConfig}
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu")
 VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
 PROGRESS = ("auto", "rich", "plain", "none")
+RESUME = ("auto", True, False)
 
 
 def register() -> None:
@@ -189,6 +200,12 @@ def validate(cfg: DictConfig) -> None:
     check(cfg.torch_threads >= 1, "torch_threads", cfg.torch_threads, "must be ≥ 1")
     check(cfg.progress in PROGRESS, "progress", cfg.progress, f"must be one of {', '.join(PROGRESS)}")
     check(cfg.seed >= 0, "seed", cfg.seed, "must be ≥ 0")
+    ck = cfg.checkpoint
+    check(ck.every >= 0, "checkpoint.every", ck.every, "must be ≥ 0 (0: only at the end)")
+    if ck.stop_after_updates is not None:
+        check(ck.stop_after_updates >= 1, "checkpoint.stop_after_updates", ck.stop_after_updates,
+              "must be ≥ 1 or null")
+    check(cfg.resume in RESUME, "resume", cfg.resume, "must be auto, true or false")
 
     if problems:
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))

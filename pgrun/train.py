@@ -1,11 +1,22 @@
 """The one training loop: collect a batch, let the algorithm update, log, evaluate,
-checkpoint. Algorithms differ only in ``collect`` and ``update`` (see ``algos/``)."""
+checkpoint. Algorithms differ only in ``collect`` and ``update`` (see ``algos/``).
+
+A run can stop and continue: it checkpoints every ``checkpoint.every`` updates and at the
+end; a signal (SIGTERM, SIGINT, a cluster's preemption) or ``checkpoint.stop_after_updates``
+makes it checkpoint at the next update boundary and stop (status ``interrupted``); started
+again in its folder it resumes from the checkpoint (``resume.py`` decides). Where the
+vector env's state is captured (``checkpoint.py``) the resumed run computes exactly what
+the uninterrupted run would have. A NaN or inf in a loss or a parameter stops the run
+before that update is logged or checkpointed (status ``failed``), keeping the last good
+checkpoint.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +24,51 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pgrun.algos import ALGORITHMS
-from pgrun.config import validate
+from pgrun.checkpoint import (
+    FORMAT,
+    capture_collector,
+    capture_env_state,
+    capture_normalizer,
+    env_state_fits,
+    global_rng_state,
+    restore_collector,
+    restore_env_state,
+    restore_normalizer,
+    set_global_rng_state,
+)
+from pgrun.config import ConfigError, validate
 from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
 from pgrun.evaluate import evaluate
-from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, CsvLog, Progress, Stopwatch
+from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.policies import build_agent
+from pgrun.resume import Plan, plan_run
 from pgrun.rollout import Collector
-from pgrun.runfolder import git_revision, save_checkpoint, versions, write_summary
+from pgrun.runfolder import (
+    CHECKPOINT,
+    COMPLETE,
+    EVALS,
+    FAILED,
+    INTERRUPTED,
+    METRICS,
+    RunCsv,
+    clear_error,
+    config_hash,
+    git_revision,
+    save_checkpoint,
+    versions,
+    write_error,
+    write_summary,
+)
+from pgrun.signals import StopFlag, stop_on_signals
 
 log = logging.getLogger("pgrun")
+
+LOSS_KEYS = ("policy_loss", "value_loss", "entropy")
+"""Stats that must be finite after an update that took optimizer steps."""
+
+
+class NonFiniteError(RuntimeError):
+    """A NaN or inf in a loss or parameter: the run stops, keeping its last good checkpoint."""
 
 
 def seed_everything(seed: int) -> None:
@@ -30,108 +77,266 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def restart_seed(seed: int, update: int) -> int:
+    """Env seed for restarting episodes on resume where the env state was not saved:
+    distinct per (seed, update), so a resumed run does not replay its first episodes."""
+    return int(np.random.SeedSequence([seed, update, 0x7265]).generate_state(1)[0])
+
+
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
     return (float(x.mean()), float(x.std())) if len(x) else (math.nan, math.nan)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict:
+def nonfinite(stats: dict, agent: torch.nn.Module) -> list[str]:
+    """What is NaN/inf after an update: loss stats (when optimizer steps were taken; PPO
+    reports ``grad_steps``) and parameters."""
+    bad = []
+    if stats.get("grad_steps", 1):
+        bad += [f"{k}={stats[k]}" for k in LOSS_KEYS
+                if stats.get(k) is not None and not math.isfinite(stats[k])]
+    bad += [f"parameter {name}" for name, p in agent.named_parameters()
+            if not bool(torch.isfinite(p).all())]
+    return bad
+
+
+def train(cfg: DictConfig, run_dir: Path, stop: StopFlag | None = None) -> dict:
     """Train as configured, writing metrics.csv, eval.csv, checkpoint.pt and summary.json
-    into ``run_dir``; returns the summary."""
+    into ``run_dir`` (resuming or skipping per ``cfg.resume``); returns the summary, whose
+    ``status`` is ``complete`` or ``interrupted``. ``stop`` is the flag signals set (by
+    default, handlers are installed for the duration of the call)."""
     validate(cfg)
-    torch.set_num_threads(cfg.torch_threads)
-    seed_everything(cfg.seed)
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    total = int(cfg.total_steps)
-    algo_cls = ALGORITHMS[cfg.algo.name]
+    config = OmegaConf.to_container(cfg, resolve=True)
+    plan = plan_run(run_dir, config, cfg.resume)
+    if plan.action == "skip":
+        log.info("%s: already complete with this configuration; nothing to do (resume=false "
+                 "trains it again)", run_dir)
+        clear_error(run_dir)
+        return plan.summary
+    if stop is None:
+        with stop_on_signals() as flag:
+            return _Run(cfg, run_dir, config, plan, flag).run()
+    return _Run(cfg, run_dir, config, plan, stop).run()
 
-    envs = make_vec_env(cfg.env, cfg.env.num_envs)
-    eval_envs = None
-    if cfg.eval.interval > 0:
-        eval_envs = make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
-    agent = build_agent(cfg.policy, envs.single_observation_space, envs.single_action_space,
-                        with_value=algo_cls.uses_value)
-    algo = algo_cls(cfg.algo, agent, cfg.env.num_envs)
-    collector = Collector(envs, agent, seed=cfg.seed)
 
-    metrics = CsvLog(run_dir / "metrics.csv", METRIC_COLUMNS)
-    evals = CsvLog(run_dir / "eval.csv", EVAL_COLUMNS)
-    title = f"{cfg.algo.name} {cfg.env.id} seed={cfg.seed}"
-    progress = Progress(cfg.progress, total, title)
-    watch = Stopwatch()
-    threshold = cfg.env.reward_threshold
-    state = {"step": 0, "episodes": 0, "update": 0, "next_eval": 0, "eval_returns": [],
-             "steps_to_threshold": None}
+class _Run:
+    """One training run's pieces; ``run`` is the loop."""
 
-    def run_eval() -> None:
-        with watch.time("eval"):
-            rets, lens = evaluate(agent, eval_envs, cfg.eval.episodes,
+    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict, plan: Plan, stop: StopFlag):
+        self.cfg, self.run_dir, self.config, self.plan, self.stop = cfg, run_dir, config, plan, stop
+        self.total = int(cfg.total_steps)
+        self.title = f"{cfg.algo.name} {cfg.env.id} seed={cfg.seed}"
+        self.watch = Stopwatch()
+        self.state = {"step": 0, "episodes": 0, "update": 0, "next_eval": 0, "eval_returns": [],
+                      "steps_to_threshold": None}
+        self.resumes: list[dict] = []
+        self.last_checkpoint: dict | None = None  # {"update", "step"} of the last one written
+        self.envs = self.eval_envs = self.metrics = self.evals = self.progress = None
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        cfg, ckpt = self.cfg, self.plan.checkpoint
+        torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        algo_cls = ALGORITHMS[cfg.algo.name]
+        self.envs = make_vec_env(cfg.env, cfg.env.num_envs)
+        if cfg.eval.interval > 0:
+            self.eval_envs = make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
+        self.agent = build_agent(cfg.policy, self.envs.single_observation_space,
+                                 self.envs.single_action_space, with_value=algo_cls.uses_value)
+        self.algo = algo_cls(cfg.algo, self.agent, cfg.env.num_envs)
+        env_restored = ckpt is not None and env_state_fits(self.envs, ckpt["env_state"])
+        seed = cfg.seed if ckpt is None or env_restored else restart_seed(cfg.seed, ckpt["update"])
+        self.collector = Collector(self.envs, self.agent, seed=seed)
+        self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
+        if ckpt is not None:
+            self._restore(ckpt)
+        clear_error(self.run_dir)
+        keep_evals = len(self.state["eval_returns"]) if ckpt is not None else None
+        self.metrics = RunCsv(self.run_dir / METRICS, METRIC_COLUMNS,
+                              keep_rows=self.state["update"] if ckpt is not None else None)
+        self.evals = RunCsv(self.run_dir / EVALS, EVAL_COLUMNS, keep_rows=keep_evals)
+        self.progress = Progress(cfg.progress, self.total, self.title)
+
+    def _restore(self, ckpt: dict) -> None:
+        """Put the checkpoint's state back (after everything is built, since building
+        draws from the generators being restored)."""
+        self.agent.load_state_dict(ckpt["agent"])
+        for name, opt in self.algo.optimizers().items():
+            opt.load_state_dict(ckpt["optimizers"][name])
+        set_global_rng_state(ckpt["rng"])
+        env_restored = restore_env_state(self.envs, ckpt["env_state"])
+        restore_collector(self.collector, ckpt["collector"], with_episodes=env_restored)
+        restore_normalizer(self.collector, ckpt.get("obs_normalizer"))
+        ev = ckpt["eval"]
+        self.state.update(step=ckpt["step"], episodes=ckpt["episodes"], update=ckpt["update"],
+                          next_eval=ev["next_eval"], steps_to_threshold=ev["steps_to_threshold"],
+                          eval_returns=[(int(s), float(r)) for s, r in ev["returns"]])
+        self.watch.start -= ckpt["time"]["elapsed"]
+        self.watch.totals = dict(ckpt["time"]["totals"])
+        self.last_checkpoint = {"update": ckpt["update"], "step": ckpt["step"]}
+        self.resumes = [*ckpt["resumes"], {
+            "update": ckpt["update"], "step": ckpt["step"],
+            "env_state": "restored" if env_restored else "episodes restarted"}]
+        log.info("%s: resuming from %s at update %d (step %d)%s", self.title,
+                 self.run_dir / CHECKPOINT, ckpt["update"], ckpt["step"],
+                 "" if env_restored else "; the environment state was not saved, so "
+                 "episodes restart")
+
+    # ------------------------------------------------------------------- loop
+    def run(self) -> dict:
+        try:
+            self._setup()
+            return self._loop()
+        except ConfigError:
+            raise
+        except Exception as err:
+            self._record_failure(err)
+            raise
+        finally:
+            for closable in (self.progress, self.metrics, self.evals, self.envs, self.eval_envs):
+                if closable is not None:
+                    closable.close()
+
+    def _loop(self) -> dict:
+        cfg, st, watch = self.cfg, self.state, self.watch
+        stop_after = cfg.checkpoint.stop_after_updates
+        log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
+        while st["step"] < self.total:
+            if self.eval_envs is not None and st["step"] >= st["next_eval"]:
+                self._eval()
+            with watch.time("rollout"):
+                batch = self.algo.collect(self.collector)
+            with watch.time("update"):
+                stats = self.algo.update(batch, progress=st["step"] / self.total)
+            bad = nonfinite(stats, self.agent)
+            if bad:
+                raise NonFiniteError(self._nonfinite_message(st["update"] + 1, bad))
+            st["step"] += batch.num_steps
+            st["update"] += 1
+            rets, lens = self.collector.pop_episodes()
+            st["episodes"] += len(rets)
+            ret_mean, ret_std = _mean_std(rets)
+            elapsed = watch.elapsed()
+            sps = st["step"] / elapsed
+            with watch.time("log"):
+                self.metrics.write({**stats, "update": st["update"], "step": st["step"],
+                                    "episodes": st["episodes"], "time_s": elapsed, "sps": sps,
+                                    "return_mean": ret_mean, "return_std": ret_std,
+                                    "length_mean": float(lens.mean()) if len(lens) else math.nan})
+                self.progress.update(st["step"], sps, ret_mean)
+            if st["step"] >= self.total:
+                break
+            if self.stop.requested or (stop_after is not None and st["update"] >= stop_after):
+                return self._interrupted(self.stop.reason if self.stop.requested
+                                         else f"checkpoint.stop_after_updates={stop_after}")
+            every = cfg.checkpoint.every
+            if every and st["update"] % every == 0:
+                with watch.time("checkpoint"):
+                    self._save_checkpoint(complete=False)
+        if self.eval_envs is not None and (not st["eval_returns"]
+                                           or st["eval_returns"][-1][0] != st["step"]):
+            self._eval()
+        self._save_checkpoint(complete=True)
+        summary = self._summary(COMPLETE)
+        log.info("%s: done in %.1f s (%.0f sps); final eval return %s; steps to threshold %s",
+                 self.title, summary["wall_time_s"], summary["sps"],
+                 summary["final_eval_return"], summary["steps_to_threshold"])
+        return summary
+
+    def _eval(self) -> None:
+        cfg, st = self.cfg, self.state
+        with self.watch.time("eval"):
+            rets, lens = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
                                   seed=cfg.seed + EVAL_SEED_OFFSET,
                                   deterministic=cfg.eval.deterministic)
         mean, std = _mean_std(rets)
-        step = state["step"]
-        evals.write({"step": step, "return_mean": mean, "return_std": std,
-                     "length_mean": float(lens.mean()), "episodes": len(rets),
-                     "time_s": watch.elapsed()})
-        state["eval_returns"].append((step, mean))
-        if threshold is not None and state["steps_to_threshold"] is None and mean >= threshold:
-            state["steps_to_threshold"] = step
-        progress.eval_return = mean
-        state["next_eval"] = (step // cfg.eval.interval + 1) * cfg.eval.interval
+        step = st["step"]
+        self.evals.write({"step": step, "return_mean": mean, "return_std": std,
+                          "length_mean": float(lens.mean()), "episodes": len(rets),
+                          "time_s": self.watch.elapsed()})
+        st["eval_returns"].append((step, mean))
+        threshold = cfg.env.reward_threshold
+        if threshold is not None and st["steps_to_threshold"] is None and mean >= threshold:
+            st["steps_to_threshold"] = step
+        self.progress.eval_return = mean
+        st["next_eval"] = (step // cfg.eval.interval + 1) * cfg.eval.interval
 
-    log.info("%s: %d steps, run folder %s", title, total, run_dir)
-    try:
-        while state["step"] < total:
-            if eval_envs is not None and state["step"] >= state["next_eval"]:
-                run_eval()
-            with watch.time("rollout"):
-                batch = algo.collect(collector)
-            with watch.time("update"):
-                stats = algo.update(batch, progress=state["step"] / total)
-            state["step"] += batch.num_steps
-            state["update"] += 1
-            rets, lens = collector.pop_episodes()
-            state["episodes"] += len(rets)
-            ret_mean, ret_std = _mean_std(rets)
-            elapsed = watch.elapsed()
-            sps = state["step"] / elapsed
-            with watch.time("log"):
-                metrics.write({**stats, "update": state["update"], "step": state["step"],
-                               "episodes": state["episodes"], "time_s": elapsed, "sps": sps,
-                               "return_mean": ret_mean, "return_std": ret_std,
-                               "length_mean": float(lens.mean()) if len(lens) else math.nan})
-                progress.update(state["step"], sps, ret_mean)
-        if eval_envs is not None and (not state["eval_returns"]
-                                      or state["eval_returns"][-1][0] != state["step"]):
-            run_eval()
-    finally:
-        progress.close()
-        metrics.close()
-        evals.close()
-        envs.close()
-        if eval_envs is not None:
-            eval_envs.close()
-
-    wall = watch.elapsed()
-    config = OmegaConf.to_container(cfg, resolve=True)
-    if cfg.checkpoint:
-        save_checkpoint(run_dir, {
-            "format": 1, "step": state["step"], "config": config,
-            "agent": agent.state_dict(),
-            "optimizers": {k: opt.state_dict() for k, opt in algo.optimizers().items()},
+    # ------------------------------------------------------- checkpoint, summary
+    def _save_checkpoint(self, complete: bool) -> None:
+        if not self.cfg.checkpoint.enabled:
+            return
+        st = self.state
+        self.metrics.sync()  # the rows this checkpoint accounts for are on disk first
+        self.evals.sync()
+        env_state = capture_env_state(self.envs)
+        save_checkpoint(self.run_dir, {
+            "format": FORMAT, "complete": complete,
+            "step": st["step"], "update": st["update"], "episodes": st["episodes"],
+            "config": self.config, "config_hash": config_hash(self.config),
+            "agent": self.agent.state_dict(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.algo.optimizers().items()},
+            "obs_normalizer": capture_normalizer(self.collector),
+            "rng": global_rng_state(),
+            "env_state": env_state,
+            "collector": capture_collector(self.collector, with_episodes=env_state is not None),
+            "eval": {"next_eval": st["next_eval"], "steps_to_threshold": st["steps_to_threshold"],
+                     "returns": [[s, r] for s, r in st["eval_returns"]]},
+            "time": {"elapsed": self.watch.elapsed(), "totals": dict(self.watch.totals)},
+            "resumes": self.resumes,
         })
-    eval_returns = [r for _, r in state["eval_returns"]]
-    summary = {
-        "algo": cfg.algo.name, "env": cfg.env.id, "seed": cfg.seed,
-        "steps": state["step"], "updates": state["update"], "episodes": state["episodes"],
-        "wall_time_s": round(wall, 3), "sps": round(state["step"] / wall, 1),
-        "final_eval_return": eval_returns[-1] if eval_returns else None,
-        "best_eval_return": max(eval_returns) if eval_returns else None,
-        "reward_threshold": threshold, "steps_to_threshold": state["steps_to_threshold"],
-        "time_s": {k: round(v, 3) for k, v in watch.totals.items()},
-        "versions": versions(), "git": git_revision(),
-    }
-    write_summary(run_dir, summary)
-    log.info("%s: done in %.1f s (%.0f sps); final eval return %s; steps to threshold %s",
-             title, wall, summary["sps"], summary["final_eval_return"],
-             summary["steps_to_threshold"])
-    return summary
+        self.last_checkpoint = {"update": st["update"], "step": st["step"]}
+
+    def _interrupted(self, reason: str) -> dict:
+        self._save_checkpoint(complete=False)
+        summary = self._summary(INTERRUPTED, stop_reason=reason)
+        where = (f"checkpoint at update {self.state['update']} (step {self.state['step']}) in "
+                 f"{self.run_dir / CHECKPOINT}" if self.cfg.checkpoint.enabled
+                 else "no checkpoint (checkpoint.enabled=false): the run cannot be resumed")
+        log.warning("%s: stopped (%s); %s", self.title, reason, where)
+        self.stop.handoff()  # submitit's preemption handler requeues the job and exits
+        return summary
+
+    def _nonfinite_message(self, update: int, bad: list[str]) -> str:
+        last = self.last_checkpoint
+        kept = (f"the last good checkpoint (update {last['update']}, step {last['step']}) is "
+                f"kept in {self.run_dir / CHECKPOINT}" if last and self.cfg.checkpoint.enabled
+                else "no checkpoint had been written yet")
+        shown = ", ".join(bad[:4]) + (f", … ({len(bad) - 4} more)" if len(bad) > 4 else "")
+        return (f"non-finite values after update {update} (step {self.state['step']} before "
+                f"it): {shown}. The run stopped without logging or checkpointing that update; "
+                f"{kept}. A smaller algo.lr or gradient clipping (algo.max_grad_norm) usually "
+                "avoids this.")
+
+    def _record_failure(self, err: Exception) -> None:
+        message = f"{type(err).__name__}: {err}"
+        try:
+            write_error(self.run_dir, message + "\n\n" + "".join(
+                traceback.format_exception(type(err), err, err.__traceback__)))
+            write_summary(self.run_dir, self._summary(FAILED, error=message))
+        except Exception:  # noqa: BLE001 (never hide the original error)
+            log.exception("could not record the failure in %s", self.run_dir)
+
+    def _summary(self, status: str, **extra) -> dict:
+        cfg, st = self.cfg, self.state
+        wall = self.watch.elapsed()
+        eval_returns = [r for _, r in st["eval_returns"]]
+        summary = {
+            "status": status, **extra,
+            "algo": cfg.algo.name, "env": cfg.env.id, "seed": cfg.seed,
+            "steps": st["step"], "total_steps": self.total, "updates": st["update"],
+            "episodes": st["episodes"],
+            "wall_time_s": round(wall, 3), "sps": round(st["step"] / wall, 1) if wall else None,
+            "final_eval_return": eval_returns[-1] if eval_returns else None,
+            "best_eval_return": max(eval_returns) if eval_returns else None,
+            "reward_threshold": cfg.env.reward_threshold,
+            "steps_to_threshold": st["steps_to_threshold"],
+            "time_s": {k: round(v, 3) for k, v in self.watch.totals.items()},
+            "checkpoint": self.last_checkpoint,
+            "resumes": self.resumes,
+            "config_hash": config_hash(self.config),
+            "versions": versions(), "git": git_revision(),
+        }
+        write_summary(self.run_dir, summary)
+        return summary

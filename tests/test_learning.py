@@ -10,7 +10,7 @@ from tests.conftest import compose_config
 
 
 def _train(tmp_path, *overrides):
-    cfg = compose_config("progress=none", "checkpoint=false", *overrides)
+    cfg = compose_config("progress=none", "checkpoint.enabled=false", *overrides)
     summary = train(cfg, tmp_path)
     return summary, pd.read_csv(tmp_path / "metrics.csv"), pd.read_csv(tmp_path / "eval.csv")
 

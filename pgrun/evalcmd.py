@@ -1,0 +1,178 @@
+"""``pgrun eval RUN_DIR [episodes=N] [deterministic=BOOL] [video=BOOL] [seed=N]``.
+
+Loads the run's checkpoint (``weights_only``: no code from the folder runs), rebuilds the
+agent and environment from the config saved in it, runs evaluation episodes and prints
+the mean ± std return. By default it evaluates as the run did (``eval.episodes``,
+``eval.deterministic``, the run's evaluation seeds), so on a complete run it reproduces
+the last row of eval.csv. ``video=true`` records every episode with gymnasium's
+RecordVideo into ``RUN_DIR/videos/`` (needs ``pip install 'pgrun[video]'``: moviepy, and
+pygame for the classic-control renderers).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+from pgrun.config import ConfigError
+
+USAGE = """Usage: pgrun eval RUN_DIR [episodes=N] [deterministic=true|false] [video=true] [seed=N]
+
+Evaluate the policy in RUN_DIR/checkpoint.pt on fresh episodes and print mean ± std return.
+  episodes=N            episodes to run (default: the run's eval.episodes)
+  deterministic=BOOL    greedy actions (true) or sampled (false) (default: the run's eval.deterministic)
+  video=true            record the episodes into RUN_DIR/videos/ (pip install 'pgrun[video]')
+  seed=N                first episode seed (default: the run's evaluation seeds)
+"""
+
+_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+class EvalError(ConfigError):
+    """A user-facing problem with ``pgrun eval``'s arguments or run folder."""
+
+
+def parse_args(argv: list[str]) -> tuple[Path, dict]:
+    run_dir, opts = None, {}
+    for arg in argv:
+        if "=" not in arg:
+            if run_dir is not None:
+                raise EvalError(f"one RUN_DIR please, got {str(run_dir)!r} and {arg!r}")
+            run_dir = Path(arg)
+            continue
+        key, value = arg.split("=", 1)
+        if key in ("episodes", "seed"):
+            try:
+                opts[key] = int(value)
+            except ValueError:
+                raise EvalError(f"{key}={value!r}: must be an integer") from None
+            if opts[key] < (1 if key == "episodes" else 0):
+                raise EvalError(f"{key}={value}: must be ≥ {1 if key == 'episodes' else 0}")
+        elif key in ("deterministic", "video"):
+            if value.lower() not in _BOOLS:
+                raise EvalError(f"{key}={value!r}: must be true or false")
+            opts[key] = _BOOLS[value.lower()]
+        else:
+            raise EvalError(f"unknown option {key!r}; options: episodes, deterministic, video, seed")
+    if run_dir is None:
+        raise EvalError("which run? pgrun eval RUN_DIR (a folder with checkpoint.pt)")
+    return run_dir, opts
+
+
+def _check_video_extra() -> None:
+    missing = [name for name in ("moviepy", "pygame") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise EvalError(f"video=true needs {' and '.join(missing)} (gymnasium's RecordVideo "
+                        "writes with moviepy; classic-control envs render with pygame): "
+                        "pip install 'pgrun[video]'")
+
+
+def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool | None = None,
+                 video: bool = False, seed: int | None = None) -> dict:
+    """Evaluate RUN_DIR's checkpoint; returns the figures (and the video folder)."""
+    from pgrun.runfolder import CHECKPOINT, load_checkpoint
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise EvalError(f"{run_dir}: no such run folder")
+    ckpt_path = run_dir / CHECKPOINT
+    if not ckpt_path.is_file():
+        raise EvalError(f"{run_dir} has no {CHECKPOINT}: the run was trained with "
+                        "checkpoint.enabled=false or stopped before its first checkpoint "
+                        "(checkpoint.every), or this is not a run folder")
+    if video:
+        _check_video_extra()
+
+    import numpy as np
+    from omegaconf import OmegaConf
+
+    from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
+    from pgrun.evaluate import evaluate
+    from pgrun.policies import build_agent
+
+    ckpt = load_checkpoint(ckpt_path)
+    cfg = OmegaConf.create(ckpt["config"])
+    episodes = episodes if episodes is not None else int(cfg.eval.episodes)
+    deterministic = deterministic if deterministic is not None else bool(cfg.eval.deterministic)
+    seed = seed if seed is not None else int(cfg.seed) + EVAL_SEED_OFFSET
+    video_dir, prefix = run_dir / "videos", ""
+    if video:
+        prefix = f"step{int(ckpt['step'])}-seed{seed}-{'greedy' if deterministic else 'sampled'}"
+        envs = _video_env(cfg.env, video_dir, name_prefix=prefix)
+    else:
+        envs = make_vec_env(cfg.env, min(int(cfg.eval.num_envs), episodes))
+    try:
+        with_value = any(k.startswith("v_head.") for k in ckpt["agent"])
+        agent = build_agent(cfg.policy, envs.single_observation_space,
+                            envs.single_action_space, with_value=with_value)
+        try:
+            agent.load_state_dict(ckpt["agent"])
+        except RuntimeError as err:
+            raise EvalError(f"{ckpt_path}: its weights do not fit the policy its config "
+                            f"describes ({str(err).splitlines()[0]})") from None
+        returns, lengths = evaluate(agent, envs, episodes, seed=seed, deterministic=deterministic)
+    finally:
+        envs.close()
+    return {
+        "run_dir": str(run_dir), "algo": cfg.algo.name, "env": cfg.env.id, "seed": int(cfg.seed),
+        "step": int(ckpt["step"]), "complete": bool(ckpt.get("complete", True)),
+        "total_steps": int(cfg.total_steps), "episodes": len(returns),
+        "deterministic": deterministic, "eval_seed": seed,
+        "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns)),
+        "length_mean": float(np.mean(lengths)),
+        "videos": sorted(str(p) for p in video_dir.glob(f"{prefix}-*.mp4")) if video else [],
+    }
+
+
+def _video_env(env_cfg, video_dir: Path, name_prefix: str):
+    """One env rendering rgb_array frames, every episode recorded, as a 1-env vector env.
+    (A single env, not the vectorized one training used: where an env has a native vector
+    version, e.g. CartPole, the same seeds give other start states than without video.)"""
+    import os
+    import warnings
+
+    import gymnasium as gym
+    from gymnasium.wrappers import RecordVideo
+
+    from pgrun.envs import check_env_id
+
+    check_env_id(env_cfg.id)
+    kwargs = dict(env_cfg.kwargs or {})
+    if env_cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = int(env_cfg.max_episode_steps)
+    video_dir.mkdir(parents=True, exist_ok=True)
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, quietly
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+    def record(env):
+        with warnings.catch_warnings():  # "overwriting existing videos": names differ per call
+            warnings.simplefilter("ignore", UserWarning)
+            return RecordVideo(env, str(video_dir), episode_trigger=lambda _: True,
+                               name_prefix=name_prefix)
+
+    return gym.make_vec(env_cfg.id, num_envs=1, vectorization_mode="sync", wrappers=[record],
+                        render_mode="rgb_array", **kwargs)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    try:
+        run_dir, opts = parse_args(argv)
+        r = evaluate_run(run_dir, **opts)
+    except ConfigError as err:
+        print(f"pgrun eval: {err}", file=sys.stderr)
+        return 2
+    state = ("complete run" if r["complete"]
+             else f"unfinished run: {r['step']:,} of {r['total_steps']:,} steps")
+    print(f"{r['algo']} {r['env']} seed={r['seed']}: checkpoint at step {r['step']:,} ({state})")
+    print(f"return {r['return_mean']:.2f} ± {r['return_std']:.2f} over {r['episodes']} episodes "
+          f"({'deterministic' if r['deterministic'] else 'sampled'} actions, seeds "
+          f"{r['eval_seed']}–{r['eval_seed'] + r['episodes'] - 1}), mean length "
+          f"{r['length_mean']:.1f}")
+    if r["videos"]:
+        print(f"videos: {len(r['videos'])} in {Path(r['run_dir']) / 'videos'}")
+    return 0
