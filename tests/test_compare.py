@@ -181,6 +181,12 @@ def test_outputs_written_and_run_folders_untouched(sweep, tmp_path, capsys):
     assert (out / "curves.svg").read_text().lstrip().startswith("<?xml")
     assert (out / "report.md").stat().st_size > 0
 
+    one_run = sweep / "0_ppo_s0"  # a run folder as PATH: the output goes beside it
+    assert compare(capsys, one_run)[0] == 0
+    assert tree_hash(sweep) == before | {k: v for k, v in tree_hash(sweep).items()
+                                         if k.startswith("compare/")}
+    assert (sweep / "compare" / "curves.png").exists()
+
 
 def test_groups_label_only_what_differs(tmp_path, capsys):
     root = tmp_path / "clip"

@@ -55,7 +55,9 @@ def plot_curves(groups: list[Group], source: str, band: str, seed: int,
                 ax.annotate(f"reward threshold {threshold:g}", (1, threshold),
                             xycoords=("axes fraction", "data"), xytext=(-2, -3),
                             textcoords="offset points", ha="right", va="top", fontsize=8,
-                            color="0.35")
+                            color="0.35", zorder=4,
+                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75,
+                                  "pad": 1})
             ax.set_title(env, fontsize=11)
             ax.set_xlabel("environment steps")
             ax.set_ylabel(Y_LABELS[source])

@@ -23,10 +23,8 @@ from pgrun.compare.load import COMPLETE, CompareError, Curve, Run
 MIN_SEEDS = 5
 """Fewer seeds than this give intervals too rough to trust; the report says so."""
 END_TOLERANCE = 0.05
-"""Finished runs whose last steps differ by less than this fraction (a batch overshooting
+"""Runs whose last steps differ by less than this fraction (a batch overshooting
 ``total_steps``) count as equally long."""
-SOURCES = {"eval": "eval.csv return_mean (evaluation episodes)",
-           "train": "metrics.csv return_mean (training episodes)"}
 
 
 def curve_of(run: Run, source: str) -> Curve | None:
