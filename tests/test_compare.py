@@ -313,6 +313,12 @@ def test_missing_path_is_an_error(tmp_path, capsys):
     assert code == 1 and "typo: no such folder" in stderr
 
 
+def test_output_folder_that_cannot_be_made_is_an_error(sweep, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    code, _, stderr = compare(capsys, sweep, "--out", tmp_path / "a_file")
+    assert code == 1 and stderr.startswith("pgrun compare: ") and "a_file" in stderr
+
+
 def test_real_multirun_sweep(cli, tmp_path, capsys):
     sweep = tmp_path / "sweep"
     out = cli("train", "-m", "seed=0,1", "total_steps=1500", "eval.interval=500",

@@ -111,4 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except CompareError as err:
         print(f"pgrun compare: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # e.g. an --out folder that cannot be written
+        print(f"pgrun compare: {err.strerror or err}: {err.filename or ''}", file=sys.stderr)
+        return 1
     return 0

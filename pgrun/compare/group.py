@@ -60,7 +60,7 @@ def _resolve_key(key: str, runs: list[Run], option: str) -> str:
 
 
 def _matches(value: Any, wanted: str) -> bool:
-    if format_value(value) == wanted.replace(" ", ""):
+    if format_value(value) in (wanted, wanted.replace(" ", "")):
         return True
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
