@@ -196,7 +196,8 @@ def test_groups_label_only_what_differs(tmp_path, capsys):
                      algo__clip_eps=clip)
         # a preset's other budget: follows from the algorithm, not shown in labels
         make_run(root / f"vpg_{seed}", algo="vpg", seed=seed, evals=curve(1, 5),
-                 total_steps=800, progress="rich" if seed else "none")
+                 total_steps=800, progress="rich" if seed else "none",
+                 checkpoint__every=10 * (seed + 1), resume="auto" if seed else False)
     assert compare(capsys, root, "--out", tmp_path / "all")[0] == 0
     assert list(summary_of(tmp_path / "all").index) == [
         "algo=ppo algo.clip_eps=0.1", "algo=ppo algo.clip_eps=0.2", "algo=vpg"]

@@ -19,8 +19,9 @@ from pgrun.compare.load import CompareError, Run
 
 ALIASES = {"algo": "algo.name", "env": "env.id"}
 """Short names for the config-group choices."""
-IGNORED_KEYS = frozenset({"seed", "progress", "torch_threads", "checkpoint"})
-"""Keys that never define a group: the seed, and settings that do not change results."""
+IGNORED_KEYS = ("seed", "progress", "torch_threads", "checkpoint", "resume")
+"""Keys (and their sub-keys) that never define a group: the seed, and settings that do not
+change results (display, threads, checkpointing and resuming)."""
 
 
 @dataclass
@@ -87,10 +88,14 @@ def apply_filters(runs: list[Run], filters: list[str]) -> list[Run]:
     return selected
 
 
+def ignored(key: str) -> bool:
+    return key.split(".", 1)[0] in IGNORED_KEYS
+
+
 def varying_keys(runs: list[Run]) -> list[str]:
     """Config keys (besides ``IGNORED_KEYS``) whose value is not the same in every run."""
     keys = dict.fromkeys(k for run in runs for k in run.config)
-    return [k for k in keys if k not in IGNORED_KEYS
+    return [k for k in keys if not ignored(k)
             and len({run.config.get(k, _ABSENT) for run in runs}) > 1]
 
 
@@ -142,7 +147,7 @@ def group_runs(runs: list[Run], by: list[str] | None = None) -> tuple[list[Group
         keys = cell_keys[_cell(run)]
         values = {k: run.config.get(k) for k in keys if k in run.config}
         identity = tuple(sorted((k, v) for k, v in run.config.items()
-                                if k not in IGNORED_KEYS)) if not by else ()
+                                if not ignored(k))) if not by else ()
         label = " ".join(f"{display_key(k)}={format_value(v)}" for k, v in values.items())
         group_id = (run.env, label, identity)
         if group_id not in groups:
