@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 
 from pgrun.config import ConfigError
 from pgrun.runfolder import (
+    CHECKPOINT,
     COMPLETE,
     ERROR,
     FAILED,
@@ -154,8 +155,10 @@ def run_statuses(sweep_dir: Path, since: float | None = None) -> list[RunStatus]
             out.append(RunStatus(run, "unfinished", str(err)))
             continue
         if summary is None:
-            out.append(RunStatus(run, "unfinished", "no summary.json: the run was killed "
-                                 "before it finished (it resumes from its checkpoint if it has one)"))
+            has_ckpt = (run / CHECKPOINT).is_file()
+            out.append(RunStatus(run, "unfinished", "no summary.json: killed before it finished"
+                                 + (" (it resumes from its checkpoint)" if has_ckpt
+                                    else ", or not started")))
         elif summary["status"] == COMPLETE:
             fresh = since is None or (run / "summary.json").stat().st_mtime >= since - slack
             out.append(RunStatus(run, COMPLETE if fresh else "skipped",

@@ -300,12 +300,12 @@ class _Run:
 
     def _nonfinite_message(self, update: int, bad: list[str]) -> str:
         last = self.last_checkpoint
-        kept = (f"the last good checkpoint (update {last['update']}, step {last['step']}) is "
+        kept = (f"the last good checkpoint (update {last['update']}, step {last['step']:,}) is "
                 f"kept in {self.run_dir / CHECKPOINT}" if last and self.cfg.checkpoint.enabled
                 else "no checkpoint had been written yet")
         shown = ", ".join(bad[:4]) + (f", … ({len(bad) - 4} more)" if len(bad) > 4 else "")
-        return (f"non-finite values after update {update} (step {self.state['step']} before "
-                f"it): {shown}. The run stopped without logging or checkpointing that update; "
+        return (f"update {update} (from step {self.state['step']:,}) produced non-finite "
+                f"values: {shown}. The run stopped without logging or checkpointing it; "
                 f"{kept}. A smaller algo.lr or gradient clipping (algo.max_grad_norm) usually "
                 "avoids this.")
 

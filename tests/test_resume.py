@@ -19,6 +19,7 @@ import torch
 from pgrun.algos.ppo import PPO
 from pgrun.metrics import TIMING_COLUMNS
 from pgrun.runfolder import RunFolderError, load_checkpoint
+from pgrun.signals import preemption_signal
 from pgrun.train import NonFiniteError, train
 from tests.conftest import REPO, compose_config
 
@@ -132,12 +133,12 @@ def test_nan_stops_the_run_and_keeps_last_good_checkpoint(tmp_path, monkeypatch)
         return stats
 
     monkeypatch.setattr(PPO, "update", poisoned)
-    with pytest.raises(NonFiniteError, match=r"after update 7 .*parameter pi_body.*update 6"):
+    with pytest.raises(NonFiniteError, match=r"update 7 .*non-finite.*parameter pi_body.*update 6"):
         train(compose_config(*SMALL, "checkpoint.every=3"), tmp_path)
 
     summary = _summary(tmp_path)
     assert summary["status"] == "failed" and "NonFiniteError" in summary["error"]
-    assert (tmp_path / "error.txt").read_text().startswith("NonFiniteError: non-finite")
+    assert (tmp_path / "error.txt").read_text().startswith("NonFiniteError: update 7")
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert list(metrics["update"]) == list(range(1, 7))
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
@@ -210,3 +211,36 @@ def test_sigterm_writes_a_checkpoint_and_exits_143_quickly(tmp_path):
     metrics = pd.read_csv(run / "metrics.csv")
     assert ckpt["update"] == summary["checkpoint"]["update"] == metrics["update"].iloc[-1]
     assert ckpt["env_state"] is not None and np.isfinite(metrics["policy_loss"]).all()
+
+
+def test_preemption_signal_checkpoints_then_hands_over_to_submitits_handler(tmp_path,
+                                                                            monkeypatch):
+    """Under submitit, USR2 means "preempted or timing out": pgrun writes its checkpoint at
+    the update boundary, then calls the handler that was installed before (submitit's,
+    which requeues the job and exits; here a stand-in)."""
+    sig = preemption_signal()
+    calls = []
+
+    def submitit_like(signum, frame):
+        calls.append((signum, load_checkpoint(tmp_path / "checkpoint.pt")["update"]))
+        raise SystemExit(42)
+
+    update, n = PPO.update, {"calls": 0}
+
+    def signalling(self, batch, progress):
+        n["calls"] += 1
+        if n["calls"] == 3:
+            os.kill(os.getpid(), sig)
+        return update(self, batch, progress)
+
+    monkeypatch.setattr(PPO, "update", signalling)
+    previous = signal.signal(sig, submitit_like)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            train(compose_config(*SMALL, "checkpoint.every=100"), tmp_path)
+        assert signal.getsignal(sig) is submitit_like  # pgrun's handler is gone again
+    finally:
+        signal.signal(sig, previous)
+    assert exit_info.value.code == 42 and calls == [(sig, 3)]
+    summary = _summary(tmp_path)
+    assert summary["status"] == "interrupted" and summary["stop_reason"] == sig.name

@@ -111,3 +111,34 @@ def test_config_error_in_one_sweep_job_is_listed(cli, tmp_path):
     assert "2 runs: 1 complete, 1 failed" in out.stderr
     assert "algo.gamma=1.5: must be in [0, 1]" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_slurm_preset_becomes_these_sbatch_options(tmp_path, monkeypatch):
+    """No SLURM here: render the sbatch script submitit would submit for the preset (the
+    launcher's own parameter mapping), with a stand-in ``srun`` on PATH."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from omegaconf import OmegaConf
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    srun = tmp_path / "srun"
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    cfg = _with_hydra("hydra/launcher=slurm", "hydra.launcher.partition=cpu",
+                      "hydra.launcher.array_parallelism=4", "hydra.launcher.timeout_min=90")
+    params = OmegaConf.to_container(cfg.hydra.launcher, resolve=False)
+    params.pop("_target_")
+    params["name"] = "pgrun"
+    executor = submitit.AutoExecutor(folder=tmp_path / "jobs", cluster="slurm",
+                                     slurm_max_num_timeout=params.pop("max_num_timeout"))
+    params.pop("submitit_folder")
+    base = set(OmegaConf.structured(BaseQueueConf).keys())
+    executor.update_parameters(**{k if k in base else f"slurm_{k}": v for k, v in params.items()})
+    inner = executor._executor
+    sbatch = _make_sbatch_string(command="pgrun", folder=inner.folder, map_count=10,
+                                 **inner.parameters)
+    for option in ("--partition=cpu", "--time=90", "--cpus-per-task=1", "--mem=4GB",
+                   "--array=0-9%4", "--signal=USR2@120"):
+        assert f"#SBATCH {option}\n" in sbatch, sbatch
