@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip install -q -c constraints.txt
 
-.PHONY: setup train test test-slow lint clean
+.PHONY: setup train test test-slow lint bench-sweep clean
 
 $(BIN)/pgrun: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow $(ARGS)
+
+bench-sweep: setup  # 10-seed PPO sweep, serial vs hydra/launcher=local (several minutes)
+	$(BIN)/python benchmarks/sweep_parallel.py $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check pgrun tests benchmarks
