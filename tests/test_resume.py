@@ -244,3 +244,22 @@ def test_preemption_signal_checkpoints_then_hands_over_to_submitits_handler(tmp_
     assert exit_info.value.code == 42 and calls == [(sig, 3)]
     summary = _summary(tmp_path)
     assert summary["status"] == "interrupted" and summary["stop_reason"] == sig.name
+
+
+def test_rng_and_generator_states_survive_a_weights_only_round_trip(tmp_path):
+    import random
+
+    from pgrun.checkpoint import (
+        generator_state,
+        global_rng_state,
+        set_generator_state,
+        set_global_rng_state,
+    )
+
+    gen = np.random.default_rng(7)
+    torch.save({"rng": global_rng_state(), "gen": generator_state(gen)}, tmp_path / "s.pt")
+    expected = (random.random(), np.random.random(), torch.rand(1).item(), gen.random())  # noqa: NPY002
+    loaded = torch.load(tmp_path / "s.pt", weights_only=True)
+    set_global_rng_state(loaded["rng"])
+    set_generator_state(gen, loaded["gen"])
+    assert (random.random(), np.random.random(), torch.rand(1).item(), gen.random()) == expected  # noqa: NPY002
