@@ -75,7 +75,7 @@ class Collector:
         self.done_lengths: list[np.ndarray] = []
         self._alloc(capacity)
 
-    def _reset(self, seed: int | None = None) -> None:
+    def _reset(self, seed: int | list[int] | None = None) -> None:
         """Start fresh episodes in every env (seeded on the first call only)."""
         obs, _ = self.envs.reset(seed=seed)
         self.obs = np.asarray(obs, dtype=np.float32)
@@ -154,10 +154,11 @@ class Collector:
             self._step(t, None)
         return self._batch(num_steps)
 
-    def collect_episodes(self, per_env: int) -> Batch:
-        """Exactly ``per_env`` whole episodes from every env, starting from a reset."""
-        if not self.fresh:
-            self._reset()
+    def collect_episodes(self, per_env: int, reset_seeds: list[int] | None = None) -> Batch:
+        """Exactly ``per_env`` whole episodes from every env, starting from a reset
+        (with one seed per env when ``reset_seeds`` is given: GRPO's groups)."""
+        if reset_seeds is not None or not self.fresh:
+            self._reset(reset_seeds)
         counts = np.zeros(self.n, dtype=np.int64)
         t = 0
         while (counts < per_env).any():
