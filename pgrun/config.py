@@ -74,6 +74,25 @@ class PPOConfig:
 
 
 @dataclass
+class GRPOConfig:
+    """Group relative policy optimization adapted to control: critic-free, groups of
+    episodes from one reset seed, advantages standardized within each group."""
+
+    name: str = "grpo"
+    group_size: int = 8
+    lr: float = 1e-3
+    anneal_lr: bool = True
+    gamma: float = 1.0
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = 0.5
+    adam_eps: float = 1e-5
+
+
+@dataclass
 class EnvConfig:
     id: str = MISSING
     num_envs: int = 8
@@ -122,7 +141,8 @@ class TrainConfig:
     resume: Any = "auto"  # auto: continue an unfinished run in the folder, skip a complete one; true; false
 
 
-ALGO_SCHEMAS = {"reinforce": ReinforceConfig, "vpg": VPGConfig, "ppo": PPOConfig}
+ALGO_SCHEMAS = {"reinforce": ReinforceConfig, "vpg": VPGConfig, "ppo": PPOConfig,
+                "grpo": GRPOConfig}
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu")
 VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
 PROGRESS = ("auto", "rich", "plain", "none")
@@ -142,8 +162,8 @@ def register() -> None:
 
 _UNIT = ("gamma", "gae_lambda")
 _POSITIVE = ("lr", "vf_lr", "clip_eps", "adam_eps", "target_kl", "max_grad_norm")
-_COUNTS = ("episodes_per_update", "vf_iters", "num_steps", "num_epochs", "num_minibatches")
-_NONNEGATIVE = ("ent_coef", "vf_coef")
+_COUNTS = ("group_size", "episodes_per_update", "vf_iters", "num_steps", "num_epochs", "num_minibatches")
+_NONNEGATIVE = ("ent_coef", "vf_coef", "kl_coef")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -181,6 +201,10 @@ def validate(cfg: DictConfig) -> None:
               algo.episodes_per_update,
               f"must be a multiple of env.num_envs={env.num_envs} (each env runs the same "
               "number of whole episodes per update)")
+    if algo.name == "grpo":
+        check(env.num_envs % algo.group_size == 0 and algo.group_size >= 2, "env.num_envs",
+              env.num_envs, f"must be a multiple of algo.group_size={algo.group_size} ≥ 2 (each "
+              "update runs num_envs / group_size groups of group_size episodes in parallel)")
 
     pol = cfg.policy
     check(all(h >= 1 for h in pol.hidden_sizes), "policy.hidden_sizes", list(pol.hidden_sizes),

@@ -1,0 +1,101 @@
+"""GRPO (Shao et al. 2024) adapted from language models to control.
+
+In language-model GRPO a prompt is answered G times and each answer's reward is
+standardized within its group, so the group mean replaces a learned critic as the
+baseline. Here a "prompt" is a reset seed: every update runs ``num_envs / group_size``
+groups of ``group_size`` episodes, all episodes of a group starting from the same seed
+(same initial state), and every step of episode i in group g gets the advantage
+
+  Â_i = (R_i − mean_g R) / (std_g R + ε),   R_i = Σ_t γ^t r_t  (γ = 1 by default)
+
+The policy then takes PPO's clipped-ratio steps over several epochs of shuffled
+minibatches of those steps, optionally with a KL penalty to the policy that collected the
+data (the k3 estimator, as in the GRPO paper):
+
+  L = −E_t[min(r_t Â, clip(r_t, 1−ε, 1+ε) Â)] + β E_t[π_old/π_θ − log(π_old/π_θ) − 1] − c_H E_t[H_t]
+
+A group whose episodes all score the same carries no signal (Â = 0), as in GRPO.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
+
+from pgrun.algos.base import Algorithm, adam, set_lr, step, valid_tensors
+from pgrun.algos.ppo import clipped_surrogate
+from pgrun.config import ConfigError
+from pgrun.returns import episode_total_return, reward_to_go
+from pgrun.rollout import Batch, Collector
+
+
+def group_advantages(returns: np.ndarray, group_size: int, eps: float = 1e-8) -> np.ndarray:
+    """Each episode's return standardized within its group of ``group_size`` consecutive
+    episodes (population std, as in GRPO)."""
+    groups = returns.reshape(-1, group_size)
+    adv = (groups - groups.mean(axis=1, keepdims=True)) / (groups.std(axis=1, keepdims=True) + eps)
+    return adv.reshape(-1)
+
+
+class GRPO(Algorithm):
+    uses_value = False
+
+    def __init__(self, cfg, agent, num_envs):
+        super().__init__(cfg, agent, num_envs)
+        self.params = agent.policy_parameters()
+        self.opt = adam(self.params, cfg.lr, cfg.adam_eps)
+
+    def optimizers(self):
+        return {"policy": self.opt}
+
+    def collect(self, collector: Collector) -> Batch:
+        """One episode per env; env k belongs to group k // group_size and starts from
+        that group's seed (drawn from the collector's generator, so runs reproduce)."""
+        if not isinstance(collector.envs, SyncVectorEnv | AsyncVectorEnv):
+            raise ConfigError(
+                f"algo=grpo resets each env with its group's seed, which "
+                f"{type(collector.envs).__name__} does not support: set env.vectorization=sync "
+                "(or async).")
+        groups = self.num_envs // self.cfg.group_size
+        group_seeds = collector.rng.integers(0, 2**31 - 1, size=groups)
+        return collector.collect_episodes(
+            1, reset_seeds=[int(s) for s in np.repeat(group_seeds, self.cfg.group_size)])
+
+    def step_advantages(self, batch: Batch) -> np.ndarray:
+        """T×N: every step of an episode carries its episode's group advantage."""
+        episode_return = episode_total_return(
+            reward_to_go(batch.rewards, batch.dones, self.cfg.gamma), batch.episode_starts())
+        # one episode per env: its return is G_0 at the env's first step
+        adv_per_env = group_advantages(episode_return[0], self.cfg.group_size)
+        return np.broadcast_to(adv_per_env, batch.rewards.shape).astype(np.float32)
+
+    def update(self, batch: Batch, progress: float) -> dict[str, float]:
+        cfg = self.cfg
+        lr = self.current_lr(progress)
+        set_lr(self.opt, lr)
+        d = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+                          adv=self.step_advantages(batch))
+        sums = dict.fromkeys(("policy_loss", "entropy", "approx_kl", "clip_frac", "grad_norm"),
+                             0.0)
+        n_steps = 0
+        for _epoch in range(cfg.num_epochs):
+            for idx in torch.randperm(len(d["adv"])).tensor_split(cfg.num_minibatches):
+                if len(idx) == 0:
+                    continue
+                logp, entropy, _ = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
+                pg_loss, info = clipped_surrogate(logp, d["logp"][idx], d["adv"][idx],
+                                                  cfg.clip_eps)
+                log_ratio = d["logp"][idx] - logp  # log π_old/π_θ
+                kl = (log_ratio.exp() - log_ratio - 1.0).mean()
+                ent = entropy.mean()
+                loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
+                sums["grad_norm"] += step(self.opt, loss, self.params, cfg.max_grad_norm)
+                for key, value in (("policy_loss", pg_loss), ("entropy", ent),
+                                   ("approx_kl", info["approx_kl"]),
+                                   ("clip_frac", info["clip_frac"])):
+                    sums[key] += value.item()
+                n_steps += 1
+        out = {k: v / n_steps for k, v in sums.items()}
+        out.update(lr=lr, grad_steps=n_steps)
+        return out
