@@ -48,6 +48,35 @@ def valid_tensors(batch: Batch, **arrays: np.ndarray) -> dict[str, torch.Tensor]
     return {name: torch.from_numpy(np.ascontiguousarray(arr[mask])) for name, arr in arrays.items()}
 
 
+def minibatches(size: int, num_epochs: int, num_minibatches: int):
+    """Index sets for ``num_epochs`` shuffled passes over ``size`` samples, each pass split
+    into ``num_minibatches`` near-equal parts (empty parts, from fewer samples than
+    minibatches, are skipped)."""
+    for _epoch in range(num_epochs):
+        for idx in torch.randperm(size).tensor_split(num_minibatches):
+            if len(idx):
+                yield idx
+
+
+class Means:
+    """Running means of per-minibatch figures (tensors or floats) for metrics.csv."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, **figures) -> None:
+        for key, value in figures.items():
+            value = value.item() if isinstance(value, torch.Tensor) else value
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        """Each figure's mean (nan before the first ``add``) and ``grad_steps``."""
+        return {k: total / self.count if self.count else float("nan")
+                for k, total in self.sums.items()} | {"grad_steps": self.count}
+
+
 def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(x − mean) / (std + eps); left as is for fewer than two samples."""
     if x.numel() < 2:

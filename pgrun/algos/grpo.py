@@ -20,10 +20,9 @@ A group whose episodes all score the same carries no signal (Â = 0), as in GRPO
 from __future__ import annotations
 
 import numpy as np
-import torch
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
-from pgrun.algos.base import Algorithm, adam, set_lr, step, valid_tensors
+from pgrun.algos.base import Algorithm, Means, adam, minibatches, set_lr, step, valid_tensors
 from pgrun.algos.ppo import clipped_surrogate
 from pgrun.config import ConfigError
 from pgrun.returns import episode_total_return, reward_to_go
@@ -76,26 +75,16 @@ class GRPO(Algorithm):
         set_lr(self.opt, lr)
         d = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
                           adv=self.step_advantages(batch))
-        sums = dict.fromkeys(("policy_loss", "entropy", "approx_kl", "clip_frac", "grad_norm"),
-                             0.0)
-        n_steps = 0
-        for _epoch in range(cfg.num_epochs):
-            for idx in torch.randperm(len(d["adv"])).tensor_split(cfg.num_minibatches):
-                if len(idx) == 0:
-                    continue
-                logp, entropy, _ = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
-                pg_loss, info = clipped_surrogate(logp, d["logp"][idx], d["adv"][idx],
-                                                  cfg.clip_eps)
-                log_ratio = d["logp"][idx] - logp  # log π_old/π_θ
-                kl = (log_ratio.exp() - log_ratio - 1.0).mean()
-                ent = entropy.mean()
-                loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
-                sums["grad_norm"] += step(self.opt, loss, self.params, cfg.max_grad_norm)
-                for key, value in (("policy_loss", pg_loss), ("entropy", ent),
-                                   ("approx_kl", info["approx_kl"]),
-                                   ("clip_frac", info["clip_frac"])):
-                    sums[key] += value.item()
-                n_steps += 1
-        out = {k: v / n_steps for k, v in sums.items()}
-        out.update(lr=lr, grad_steps=n_steps)
+        stats = Means()
+        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches):
+            logp, entropy, _ = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
+            pg_loss, info = clipped_surrogate(logp, d["logp"][idx], d["adv"][idx], cfg.clip_eps)
+            log_ratio = d["logp"][idx] - logp  # log π_old/π_θ
+            kl = (log_ratio.exp() - log_ratio - 1.0).mean()
+            ent = entropy.mean()
+            loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
+            grad_norm = step(self.opt, loss, self.params, cfg.max_grad_norm)
+            stats.add(policy_loss=pg_loss, entropy=ent, grad_norm=grad_norm, **info)
+        out = stats.means()
+        out.update(lr=lr)
         return out

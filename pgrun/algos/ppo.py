@@ -19,8 +19,10 @@ import torch
 
 from pgrun.algos.base import (
     Algorithm,
+    Means,
     adam,
     explained_variance,
+    minibatches,
     normalize,
     set_lr,
     step,
@@ -73,33 +75,21 @@ class PPO(Algorithm):
                        batch.terminated, batch.truncated, cfg.gamma, cfg.gae_lambda)
         d = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
                           values=batch.values, adv=adv, ret=ret)
-        sums = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0,
-                "clip_frac": 0.0, "grad_norm": 0.0}
-        n_steps, stopped = 0, False
-        for _epoch in range(cfg.num_epochs):
-            for idx in torch.randperm(len(d["adv"])).tensor_split(cfg.num_minibatches):
-                if len(idx) == 0:  # fewer valid steps than minibatches
-                    continue
-                logp, entropy, values = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
-                mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
-                pg_loss, info = clipped_surrogate(logp, d["logp"][idx], mb_adv, clip_eps)
-                if cfg.target_kl is not None and float(info["approx_kl"]) > 1.5 * cfg.target_kl:
-                    stopped = True
-                    break
-                v_loss = value_loss(values, d["values"][idx], d["ret"][idx],
-                                    clip_eps if cfg.clip_vloss else None)
-                ent = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
-                grad_norm = step(self.opt, loss, self.params, cfg.max_grad_norm)
-                for key, value in (("policy_loss", pg_loss), ("value_loss", v_loss),
-                                   ("entropy", ent), ("approx_kl", info["approx_kl"]),
-                                   ("clip_frac", info["clip_frac"])):
-                    sums[key] += value.item()
-                sums["grad_norm"] += grad_norm
-                n_steps += 1
-            if stopped:
+        stats = Means()
+        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches):
+            logp, entropy, values = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
+            mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
+            pg_loss, info = clipped_surrogate(logp, d["logp"][idx], mb_adv, clip_eps)
+            if cfg.target_kl is not None and float(info["approx_kl"]) > 1.5 * cfg.target_kl:
                 break
-        out = {key: total / n_steps if n_steps else float("nan") for key, total in sums.items()}
-        out.update(lr=lr, clip_eps=clip_eps, grad_steps=n_steps,
+            v_loss = value_loss(values, d["values"][idx], d["ret"][idx],
+                                clip_eps if cfg.clip_vloss else None)
+            ent = entropy.mean()
+            loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+            grad_norm = step(self.opt, loss, self.params, cfg.max_grad_norm)
+            stats.add(policy_loss=pg_loss, value_loss=v_loss, entropy=ent, grad_norm=grad_norm,
+                      **info)
+        out = stats.means()
+        out.update(lr=lr, clip_eps=clip_eps,
                    explained_variance=explained_variance(d["values"].numpy(), d["ret"].numpy()))
         return out
