@@ -1,0 +1,294 @@
+"""Environment factory: vector envs for training and evaluation, from any gymnasium env.
+
+Three ways to name the environment (the ``env`` config group):
+
+* a registered id: ``env.id=CartPole-v1``, ``env.id=pgrun/GridWorld-v0``;
+* gymnasium's ``module:Env-v0`` form: ``module`` is imported first (importing it registers
+  ``Env-v0``), e.g. ``env.id=tests.fake_envs:FlakyCartPole-v0``;
+* an entry point, ``env.entry_point=my_pkg.envs:MyEnv``: a ``gym.Env`` subclass or a
+  function returning an env, called with ``env.kwargs``; nothing needs registering and
+  ``env.id`` only names the environment in titles and comparisons.
+
+Modules are imported as ``python -m`` would from the current directory (it is appended to
+``sys.path`` when missing, e.g. under the ``pgrun`` console script).
+
+**Time limit.** ``env.max_episode_steps`` when set; otherwise the registration's
+``max_episode_steps``; otherwise ``DEFAULT_MAX_EPISODE_STEPS`` (1000), so that no episode
+runs forever. The limit is gymnasium's ``TimeLimit``: it truncates, it never terminates.
+
+**Spaces.** ``check_spaces`` is the one place that decides which spaces pgrun supports
+(observations: a 1-D Box for the MLP policy, Discrete for the tabular policy; actions:
+Discrete, 1-D Box). ``make_vec_env`` calls it as soon as the env exists, so an unsupported
+env fails with one message before anything trains.
+
+**Vectorization.** gymnasium's native vector implementation (``vector_entry_point``, e.g.
+the NumPy CartPole) where the environment has one; ``SyncVectorEnv`` otherwise
+(``AsyncVectorEnv`` with ``env.vectorization=async``). Every vector env must autoreset on
+the *next* step, which ``rollout.py`` handles.
+
+Every user mistake (unknown id, missing module or attribute, a constructor that raises,
+an unsupported space) is a ``ConfigError``: one paragraph naming the thing, no traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
+from gymnasium.vector import AutoresetMode
+
+from pgrun.config import ConfigError
+
+EVAL_SEED_OFFSET = 1_000_003
+"""Evaluation envs are seeded from ``seed + EVAL_SEED_OFFSET``: disjoint from the
+training envs' seeds ``seed .. seed + num_envs - 1`` for any practical seed and count."""
+
+DEFAULT_MAX_EPISODE_STEPS = 1000
+"""Time limit for an environment whose registration has none and for which
+``env.max_episode_steps`` is not set (entry points, most user-registered envs)."""
+
+SUPPORTED_SPACES = (
+    "pgrun supports observation spaces Box with one dimension (MLP policy) and Discrete "
+    "(tabular policy), and action spaces Discrete (categorical policy) and Box with one "
+    "dimension (Gaussian policy)")
+
+_ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+
+
+# ------------------------------------------------------------------ naming the env
+
+def _ensure_cwd_importable() -> None:
+    """Let ``my_envs:MyEnv`` import ``my_envs.py`` from the current directory, as it does
+    under ``python -m pgrun`` (the ``pgrun`` console script does not put it on sys.path).
+    Appended, so it never shadows an installed package."""
+    cwd = os.getcwd()
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.append(cwd)
+
+
+def _import_module(module_name: str, what: str) -> ModuleType:
+    _ensure_cwd_importable()
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        missing = err.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise ConfigError(
+                f"{what}: cannot import module {module_name!r}: there is no module named "
+                f"{missing!r}. Install the package that provides it, or run pgrun from the "
+                "folder that holds it (or put that folder on PYTHONPATH).") from None
+        raise ConfigError(
+            f"{what}: importing module {module_name!r} failed: it needs {missing!r}, which "
+            f"is not installed ({err}).") from None
+    except Exception as err:  # noqa: BLE001 (any error in the user's module is reported)
+        raise ConfigError(f"{what}: importing module {module_name!r} raised "
+                          f"{_describe_exception(err)}.") from None
+
+
+def _describe_exception(err: BaseException) -> str:
+    """``Type: message (file:line)``, the line where it was raised."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = ""
+    if frames:
+        frame = frames[-1]
+        try:
+            path = os.path.relpath(frame.filename)
+        except ValueError:
+            path = frame.filename
+        where = f" (at {path}:{frame.lineno})"
+    message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}{': ' + message if message else ''}{where}"
+
+
+def check_env_id(env_id: str) -> EnvSpec:
+    """The registered spec of ``env_id`` (``Name-vN`` or ``module:Name-vN``, whose module
+    is imported first), or a ConfigError naming close matches."""
+    lookup, imported = env_id, None
+    if ":" in env_id:
+        imported, _, lookup = env_id.partition(":")
+        _import_module(imported, f"env.id={env_id!r}")
+    try:
+        return gym.spec(lookup)
+    except gym.error.Error as err:
+        close = difflib.get_close_matches(lookup, list(gym.registry), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        after = (f" Importing {imported!r} did not register {lookup!r}." if imported else "")
+        raise ConfigError(
+            f"env.id={env_id!r} is not a registered gymnasium environment ({err}).{after}{hint} "
+            "`python -c 'import gymnasium; gymnasium.pprint_registry()'` lists them all; "
+            "an unregistered class or function runs with env=generic "
+            "env.entry_point=module:Name.") from None
+
+
+def load_entry_point(entry_point: str) -> Callable[..., gym.Env]:
+    """The class or function named by ``module.path:Name`` (``Name`` may be dotted)."""
+    what = f"env.entry_point={entry_point!r}"
+    if not isinstance(entry_point, str) or not _ENTRY_POINT.fullmatch(entry_point):
+        raise ConfigError(f"{what}: must be module.path:Name, the module to import and the "
+                          "gym.Env subclass (or function returning an env) in it, e.g. "
+                          "my_pkg.envs:MyEnv.")
+    module_name, _, attr = entry_point.partition(":")
+    module = _import_module(module_name, what)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=5, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            where = getattr(module, "__file__", None)
+            raise ConfigError(
+                f"{what}: module {module_name!r}"
+                f"{f' ({os.path.relpath(where)})' if where else ''} has no attribute "
+                f"{attr!r}.{hint} The entry point must name a gym.Env subclass or a function "
+                "that returns an env.") from None
+    if not callable(obj):
+        raise ConfigError(f"{what}: {attr!r} is a {type(obj).__name__}, not a gym.Env "
+                          "subclass or a function that returns an env.")
+    return obj
+
+
+def describe(env_cfg) -> str:
+    """How the config names the environment, for messages."""
+    entry_point = getattr(env_cfg, "entry_point", None)
+    return f"env.entry_point={entry_point!r}" if entry_point else f"env.id={env_cfg.id!r}"
+
+
+def resolve_spec(env_cfg) -> EnvSpec:
+    """The EnvSpec pgrun makes the environment from: the registration for ``env.id``, or an
+    unregistered spec around ``env.entry_point``."""
+    entry_point = getattr(env_cfg, "entry_point", None)
+    if entry_point:
+        creator = load_entry_point(entry_point)
+        return EnvSpec(id=entry_point, entry_point=creator)
+    return check_env_id(env_cfg.id)
+
+
+def episode_limit(env_cfg, spec: EnvSpec) -> int:
+    """``env.max_episode_steps``, else the registration's, else DEFAULT_MAX_EPISODE_STEPS."""
+    if env_cfg.max_episode_steps is not None:
+        return int(env_cfg.max_episode_steps)
+    if spec.max_episode_steps is not None:
+        return int(spec.max_episode_steps)
+    return DEFAULT_MAX_EPISODE_STEPS
+
+
+def env_kwargs(env_cfg) -> dict[str, Any]:
+    """``env.kwargs`` as plain Python containers (no OmegaConf nodes reach the env)."""
+    kwargs = env_cfg.kwargs or {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(kwargs, DictConfig):
+            kwargs = OmegaConf.to_container(kwargs, resolve=True)
+    except ImportError:  # pragma: no cover (omegaconf comes with hydra)
+        pass
+    return dict(kwargs)
+
+
+# ------------------------------------------------------------------ spaces
+
+def check_spaces(obs_space: gym.Space, act_space: gym.Space, what: str = "the environment") -> None:
+    """Raise a ConfigError unless pgrun has a policy for these (single-env) spaces.
+
+    The one place that decides which spaces are supported: the policies build for any
+    space that passes."""
+    Box, Discrete = gym.spaces.Box, gym.spaces.Discrete
+    if isinstance(obs_space, Discrete):
+        if obs_space.start != 0:
+            raise ConfigError(
+                f"{what} has observation space {obs_space}, which starts at {obs_space.start}: "
+                f"the tabular policy indexes states from 0 (use Discrete({obs_space.n})). "
+                f"{SUPPORTED_SPACES}.")
+    elif not (isinstance(obs_space, Box) and len(obs_space.shape) == 1):
+        if isinstance(obs_space, Box):
+            hint = (f" A Box of shape {obs_space.shape} can be flattened with "
+                    "gymnasium.wrappers.FlattenObservation in your entry point (pgrun has "
+                    "no convolutional policy for images).")
+        elif isinstance(obs_space, gym.spaces.Dict | gym.spaces.Tuple):
+            hint = (" gymnasium.wrappers.FlattenObservation in your entry point turns a "
+                    "Dict or Tuple of Box/Discrete spaces into one flat Box.")
+        else:
+            hint = ""
+        raise ConfigError(f"{what} has observation space {obs_space}, which pgrun does not "
+                          f"support. {SUPPORTED_SPACES}.{hint}")
+    if isinstance(act_space, Discrete):
+        if act_space.start != 0:
+            raise ConfigError(
+                f"{what} has action space {act_space}, which starts at {act_space.start}: "
+                f"pgrun's categorical policy acts 0..n−1 (use Discrete({act_space.n}) and "
+                f"shift in the env). {SUPPORTED_SPACES}.")
+    elif not (isinstance(act_space, Box) and len(act_space.shape) == 1):
+        raise ConfigError(f"{what} has action space {act_space}, which pgrun does not "
+                          f"support: its policies output one categorical or one Gaussian "
+                          f"(vector) action. {SUPPORTED_SPACES}.")
+
+
+# ------------------------------------------------------------------ vector envs
+
+def _mode(vectorization: str, spec: EnvSpec, what: str) -> str:
+    if vectorization == "auto":
+        return "vector_entry_point" if spec.vector_entry_point is not None else "sync"
+    if vectorization == "vector_entry_point" and spec.vector_entry_point is None:
+        raise ConfigError(f"env.vectorization=vector_entry_point: {what} has no native vector "
+                          "implementation; use auto, sync or async.")
+    return vectorization
+
+
+def vectorization_mode(env_cfg) -> str:
+    """The vectorization ``make_vec_env`` uses for this config (``auto`` resolved)."""
+    return _mode(env_cfg.vectorization, resolve_spec(env_cfg), describe(env_cfg))
+
+
+def make_vec_env(env_cfg, num_envs: int, *, vectorization: str | None = None,
+                 wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] | None = None,
+                 **make_kwargs: Any) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of the configured environment as one vector env, with its time
+    limit and with supported spaces (else a ConfigError).
+
+    ``vectorization`` overrides ``env.vectorization``; ``wrappers`` wrap each single env
+    (sync/async only); ``make_kwargs`` (e.g. ``render_mode="rgb_array"``) go to the
+    constructor after ``env.kwargs``."""
+    what = describe(env_cfg)
+    spec = resolve_spec(env_cfg)
+    mode = _mode(vectorization or env_cfg.vectorization, spec, what)
+    user_kwargs = env_kwargs(env_cfg)
+    kwargs = {**user_kwargs, **make_kwargs}
+    limit = episode_limit(env_cfg, spec)
+    if limit != spec.max_episode_steps:
+        kwargs["max_episode_steps"] = limit
+    try:
+        envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode,
+                            wrappers=list(wrappers or []), **kwargs)
+    except Exception as err:  # noqa: BLE001 (a constructor's error is the user's to read)
+        raise ConfigError(
+            f"Could not create {what} with env.kwargs={user_kwargs} ({mode} vectorization): "
+            f"{_describe_exception(err)}. Check env.kwargs against the environment's "
+            "constructor.") from None
+    try:
+        autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if autoreset != AutoresetMode.NEXT_STEP:
+            raise ConfigError(f"{what}: vector env autoresets in mode {autoreset}; pgrun's "
+                              "rollout expects gymnasium's default next-step autoreset.")
+        check_spaces(envs.single_observation_space, envs.single_action_space, what)
+    except ConfigError:
+        envs.close()
+        raise
+    return envs
+
+
+__all__ = [
+    "DEFAULT_MAX_EPISODE_STEPS", "EVAL_SEED_OFFSET", "SUPPORTED_SPACES", "check_env_id",
+    "check_spaces", "describe", "env_kwargs", "episode_limit", "load_entry_point",
+    "make_vec_env", "resolve_spec", "vectorization_mode",
+]
