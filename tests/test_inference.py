@@ -81,3 +81,90 @@ def test_numpy_tanh_module_matches_torch_tanh_and_its_gradient():
     torch.testing.assert_close(Tanh()(x32), torch.tanh(x32), atol=2e-7, rtol=0)
     strided = x32.t()  # non-contiguous input takes torch's own path
     torch.testing.assert_close(Tanh()(strided), torch.tanh(strided))
+
+
+# ------------------------------------------------------------------ Gaussian head (Box actions)
+def _gaussian_agent(bounds="clip", state_dependent=False, hidden=(16, 16), seed=0, act_dim=2):
+    from pgrun.distributions import ActionBounds
+
+    torch.manual_seed(seed)
+    low, high = np.array([-2.0, 0.0][:act_dim]), np.array([2.0, 1.0][:act_dim])
+    agent = Agent(5, act_dim, list(hidden), "tanh", with_value=True,
+                  action_bounds=ActionBounds(low, high, bounds), log_std_init=-0.5,
+                  state_dependent_std=state_dependent)
+    agent.pi_head.weight.data.mul_(30)  # means away from zero
+    return agent
+
+
+GAUSSIAN_CASES = [("clip", False, (16, 16)), ("clip", True, (16,)), ("tanh", False, (16, 16)),
+                  ("tanh", True, ())]
+
+
+@pytest.mark.parametrize(("bounds", "state_dependent", "hidden"), GAUSSIAN_CASES)
+def test_gaussian_logp_and_value_match_torch(bounds, state_dependent, hidden):
+    agent = _gaussian_agent(bounds, state_dependent, hidden)
+    obs = np.random.default_rng(1).normal(size=(64, 5)).astype(np.float32)
+    actor = NumpyActor(agent)
+    for deterministic in (False, True):
+        actions, logp, value = actor.act(obs, rng_for(0, 0), deterministic)
+        assert actions.dtype == np.float32 and actions.shape == (64, 2)
+        with torch.no_grad():
+            t_logp, _, t_value = agent.evaluate(torch.from_numpy(obs), torch.from_numpy(actions))
+        np.testing.assert_allclose(logp, t_logp.numpy(), atol=2e-4, rtol=1e-5)
+        np.testing.assert_allclose(value, t_value.numpy(), atol=1e-5)
+    # deterministic actions are the mean, and the torch agent's own act agrees
+    with torch.no_grad():
+        t_mean, _, _ = agent.act(torch.from_numpy(obs), deterministic=True)
+    np.testing.assert_allclose(actions, t_mean.numpy(), atol=1e-5)
+    # env actions: the same mapping into the bounds on both sides
+    np.testing.assert_allclose(actor.to_env(actions),
+                               agent.env_action(torch.from_numpy(actions)).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("state_dependent", [False, True])
+def test_gaussian_sampling_moments_follow_the_policy(state_dependent):
+    agent = _gaussian_agent("clip", state_dependent, seed=3)
+    obs = np.repeat(np.full((1, 5), 0.3, dtype=np.float32), 40_000, axis=0)
+    actions, _, _ = NumpyActor(agent).act(obs, rng_for(0, 0))
+    with torch.no_grad():
+        mean, log_std = agent.gaussian(agent.pi_head(agent.pi_body(torch.from_numpy(obs[:1]))))
+        mean, std = mean[0].numpy(), log_std.exp()[0].numpy()
+    se = std / np.sqrt(len(obs))
+    np.testing.assert_array_less(np.abs(actions.mean(0) - mean), 5 * se)  # ~5 standard errors
+    np.testing.assert_allclose(actions.std(0), std, rtol=0.02)
+    z = (actions - mean) / std  # standardized samples are N(0, 1): KS test per dimension
+    for dim in range(z.shape[1]):
+        assert stats.kstest(z[:, dim], "norm").pvalue > 1e-4
+    # torch's reference sampler draws from the same distribution
+    torch.manual_seed(0)
+    with torch.no_grad():
+        t_actions, _, _ = agent.act(torch.from_numpy(obs))
+    np.testing.assert_allclose(t_actions.numpy().std(0), std, rtol=0.02)
+    np.testing.assert_array_less(np.abs(t_actions.numpy().mean(0) - mean), 5 * se)
+
+
+def test_actor_sees_log_std_steps_without_copying():
+    agent = _gaussian_agent()
+    actor = NumpyActor(agent)
+    obs = np.ones((4, 5), dtype=np.float32)
+    _, before, _ = actor.act(obs, None, deterministic=True)  # −Σ log σ − const
+    with torch.no_grad():
+        agent.log_std.add_(0.25)  # in place, as optimizers step
+    _, after, _ = actor.act(obs, None, deterministic=True)
+    np.testing.assert_allclose(before - after, 0.5, atol=1e-5)  # two dimensions × 0.25
+
+
+def test_one_hot_mlp_and_table_match_torch():
+    """Discrete observations: an MLP on the one-hot code, or a table (row lookup)."""
+    for kind, hidden in (("mlp", [8]), ("tabular", [])):
+        torch.manual_seed(0)
+        agent = Agent(6, 3, hidden, with_value=True, kind=kind, discrete_obs=True, obs_start=2)
+        with torch.no_grad():
+            for p in agent.parameters():
+                p.normal_()
+        obs = np.random.default_rng(0).integers(2, 8, size=40)
+        actions, logp, value = NumpyActor(agent).act(obs, rng_for(0, 0))
+        with torch.no_grad():
+            t_logp, _, t_value = agent.evaluate(torch.from_numpy(obs), torch.from_numpy(actions))
+        np.testing.assert_allclose(logp, t_logp.numpy(), atol=1e-5)
+        np.testing.assert_allclose(value, t_value.numpy(), atol=1e-5)
