@@ -8,12 +8,14 @@ uninterrupted run would have:
 * ``step``, ``update``, ``episodes``: the counters; the learning-rate and clip schedules
   are functions of ``step / total_steps``, so the step is their position;
 * ``rng``: the python, NumPy (global) and torch generator states, and ``collector``: the
-  rollout's own generators, its current observations, autoreset flags and the returns and
-  lengths of the episodes in progress;
+  rollout's own generators, its current (raw) observations, autoreset flags and the
+  returns and lengths of the episodes in progress, and the reward scaler's statistics
+  and running returns (``Collector.state_dict``);
 * ``env_state``: the vector environment's state where it can be captured safely (see
   ``capture_env_state``), else None, and then episodes restart on resume (recorded in
   summary.json under ``resumes``);
-* ``obs_normalizer``: None (a hook: an observation normalizer's statistics go here);
+* ``obs_normalizer``: the observation normalizer's running mean, variance and count (and
+  its clip and ε), or None without ``normalize.obs``; ``pgrun eval`` normalizes with them;
 * ``eval``: evaluation bookkeeping (next evaluation step, returns so far, steps to the
   reward threshold); ``time``: wall time so far by phase; ``resumes``: earlier resumes.
 
@@ -140,41 +142,22 @@ def restore_env_state(envs, state: dict | None) -> bool:
 
 # ------------------------------------------------------------------- the collector
 
-_COLLECTOR_ARRAYS = ("obs", "autoreset", "ep_return", "ep_length")
-_COLLECTOR_FLAGS = ("fresh", "stale")
-
-
-def _generators(obj) -> dict[str, np.random.Generator]:
-    return {k: v for k, v in vars(obj).items() if isinstance(v, np.random.Generator)}
-
-
 def capture_collector(collector, with_episodes: bool) -> dict:
-    """The rollout's generators (any ``np.random.Generator`` attribute) and, with
-    ``with_episodes`` (the env state was captured too), the episodes in progress."""
-    out: dict = {"generators": {k: generator_state(g) for k, g in _generators(collector).items()}}
-    if with_episodes:
-        if getattr(collector, "done_returns", None):
-            raise RuntimeError("checkpoint taken with finished episodes not yet popped")
-        out["episodes"] = {name: encode(np.array(getattr(collector, name)))
-                           for name in _COLLECTOR_ARRAYS}
-        out["episodes"].update({name: bool(getattr(collector, name)) for name in _COLLECTOR_FLAGS})
-    return out
+    """``Collector.state_dict``, encoded: the rollout's generators, the reward scaler's
+    statistics and, with ``with_episodes`` (the env state was captured too), the episodes
+    in progress."""
+    return encode(collector.state_dict(with_episodes))
 
 
 def restore_collector(collector, state: dict, with_episodes: bool) -> None:
-    gens = _generators(collector)
-    for name, gen_state in state.get("generators", {}).items():
-        if name in gens:
-            set_generator_state(gens[name], gen_state)
-    if with_episodes:
-        for name, value in state["episodes"].items():
-            setattr(collector, name, decode(value))
+    collector.load_state_dict(decode(state), with_episodes)
 
 
 # ------------------------------------------------------------ observation normalizer
 
 def capture_normalizer(collector) -> dict | None:
-    """Hook: an ``obs_normalizer`` with ``state_dict()`` on the collector is saved (none yet)."""
+    """The collector's ``obs_normalizer`` statistics (mean, var, count, clip, epsilon), or
+    None when observations are not normalized."""
     norm = getattr(collector, "obs_normalizer", None)
     return encode(norm.state_dict()) if norm is not None else None
 

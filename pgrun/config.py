@@ -104,10 +104,28 @@ class EnvConfig:
 
 @dataclass
 class PolicyConfig:
+    """The policy (and value) networks; see pgrun/policies.py and pgrun/distributions.py."""
+
+    kind: str = "auto"  # auto (tabular for Discrete observations, else mlp) | mlp | tabular
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     shared: bool = False
     ortho_init: bool = True
+    log_std_init: float = 0.0  # Box actions: initial log σ of the Gaussian head
+    state_dependent_std: bool = False  # Box actions: σ(s) from the head instead of a parameter
+    action_bounds: str = "clip"  # Box actions: clip | tanh (how samples reach the bounds)
+
+
+@dataclass
+class NormalizeConfig:
+    """Observation normalization and reward scaling (pgrun/normalize.py); off by default."""
+
+    obs: bool = False  # running mean/std of observations; frozen in evaluation, saved in checkpoints
+    reward: bool = False  # divide rewards by the running std of the discounted return (learning only)
+    clip_obs: float = 10.0
+    clip_reward: float = 10.0
+    gamma: float | None = None  # discount of the return whose std scales rewards (null: algo.gamma)
+    epsilon: float = 1e-8
 
 
 @dataclass
@@ -132,6 +150,7 @@ class TrainConfig:
     algo: Any = MISSING
     env: EnvConfig = MISSING
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     total_steps: Any = 100_000
@@ -144,6 +163,8 @@ class TrainConfig:
 ALGO_SCHEMAS = {"reinforce": ReinforceConfig, "vpg": VPGConfig, "ppo": PPOConfig,
                 "grpo": GRPOConfig}
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu")
+POLICY_KINDS = ("auto", "mlp", "tabular")
+ACTION_BOUNDS = ("clip", "tanh")
 VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
 PROGRESS = ("auto", "rich", "plain", "none")
 RESUME = ("auto", True, False)
@@ -211,6 +232,14 @@ def validate(cfg: DictConfig) -> None:
           "every layer needs ≥ 1 unit ([] for a linear policy)")
     check(pol.activation in ACTIVATIONS, "policy.activation", pol.activation,
           f"must be one of {', '.join(ACTIVATIONS)}")
+    check(pol.kind in POLICY_KINDS, "policy.kind", pol.kind, f"must be one of {', '.join(POLICY_KINDS)}")
+    check(pol.action_bounds in ACTION_BOUNDS, "policy.action_bounds", pol.action_bounds,
+          f"must be one of {', '.join(ACTION_BOUNDS)}")
+    norm = cfg.normalize
+    for key in ("clip_obs", "clip_reward", "epsilon"):
+        check(norm[key] > 0, f"normalize.{key}", norm[key], "must be > 0")
+    if norm.gamma is not None:
+        check(0.0 <= norm.gamma <= 1.0, "normalize.gamma", norm.gamma, "must be in [0, 1] or null")
 
     ev = cfg.eval
     check(ev.interval >= 0, "eval.interval", ev.interval, "must be ≥ 0 (0 turns evaluation off)")

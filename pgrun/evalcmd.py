@@ -93,6 +93,9 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
 
     ckpt = load_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["config"])
+    from pgrun.extras import check_env_dependencies, env_id_of
+
+    check_env_dependencies(env_id_of(cfg.env))
     episodes = episodes if episodes is not None else int(cfg.eval.episodes)
     deterministic = deterministic if deterministic is not None else bool(cfg.eval.deterministic)
     seed = seed if seed is not None else int(cfg.seed) + EVAL_SEED_OFFSET
@@ -111,7 +114,8 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
         except RuntimeError as err:
             raise EvalError(f"{ckpt_path}: its weights do not fit the policy its config "
                             f"describes ({str(err).splitlines()[0]})") from None
-        returns, lengths = evaluate(agent, envs, episodes, seed=seed, deterministic=deterministic)
+        returns, lengths = evaluate(agent, envs, episodes, seed=seed, deterministic=deterministic,
+                                    obs_normalizer=_saved_normalizer(ckpt))
     finally:
         envs.close()
     return {
@@ -123,6 +127,17 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
         "length_mean": float(np.mean(lengths)),
         "videos": sorted(str(p) for p in video_dir.glob(f"{prefix}-*.mp4")) if video else [],
     }
+
+
+def _saved_normalizer(ckpt: dict):
+    """The run's observation normalizer with the statistics saved in the checkpoint (frozen:
+    evaluation only reads them), or None when the run did not normalize observations."""
+    if ckpt.get("obs_normalizer") is None:
+        return None
+    from pgrun.checkpoint import decode
+    from pgrun.normalize import ObsNormalizer
+
+    return ObsNormalizer.from_state(decode(ckpt["obs_normalizer"]))
 
 
 def _video_env(env_cfg, video_dir: Path, name_prefix: str):

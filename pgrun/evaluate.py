@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from pgrun.inference import NumpyActor, rng_for
+from pgrun.normalize import ObsNormalizer
 from pgrun.policies import Agent
 
 
-def evaluate(agent: Agent, envs, episodes: int, seed: int, deterministic: bool = True):
+def evaluate(agent: Agent, envs, episodes: int, seed: int, deterministic: bool = True,
+             obs_normalizer: ObsNormalizer | None = None):
     """Run ``episodes`` whole episodes, one per env per round, every round reset with the
     same seeds (so successive evaluations of a run compare policies, not start states).
     Sampling (``deterministic=False``) draws from a generator of its own seeded with
     ``seed``, so evaluating never changes the training run's random stream.
-    Returns (returns, lengths) as arrays."""
+    ``obs_normalizer``: the training statistics, applied frozen (never updated here).
+    Gaussian actions (the mean when ``deterministic``) reach the env mapped into its
+    bounds as in training. Returns (returns, lengths) as arrays; returns are raw."""
     actor, rng = NumpyActor(agent), rng_for(seed, 1)
     n = envs.num_envs
     returns, lengths = [], []
@@ -25,8 +29,11 @@ def evaluate(agent: Agent, envs, episodes: int, seed: int, deterministic: bool =
         running = np.zeros(n, dtype=bool)
         running[:todo] = True
         while running.any():
-            actions, _, _ = actor.act(np.asarray(obs, dtype=np.float32), rng, deterministic)
-            obs, reward, terminated, truncated, _ = envs.step(actions)
+            obs = np.asarray(obs, dtype=actor.obs_dtype)
+            if obs_normalizer is not None:
+                obs = obs_normalizer.normalize(obs)
+            actions, _, _ = actor.act(obs, rng, deterministic)
+            obs, reward, terminated, truncated, _ = envs.step(actor.to_env(actions))
             ret += np.where(running, reward, 0.0)
             length += running
             running &= ~(terminated | truncated)

@@ -15,6 +15,17 @@ Two ways to cut a batch:
   an env that is done idles (its steps are invalid) until the others finish
   (REINFORCE: Monte-Carlo returns need whole episodes, and waiting for a fixed count per
   env, rather than for the first episodes to finish, does not favour short episodes).
+
+Observations are stored float32 (T, N, obs_dim) for Box spaces and as int64 state
+indices (T, N) for Discrete ones; actions int64 (T, N) for Discrete spaces and float32
+(T, N, act_dim) for Box ones (the unbounded Gaussian samples that log π scores; the env
+gets them mapped into its bounds, see ``distributions.py``).
+
+With ``normalize.obs`` the Collector normalizes observations (``normalize.py``): every
+observation the envs return updates the running statistics, and the policy, the value
+function and the batch all see the normalized observations, so the update trains on what
+the rollout acted on. With ``normalize.reward`` the batch's rewards are scaled for
+learning; episode returns (``pop_episodes``, metrics.csv) stay raw.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pgrun.inference import NumpyActor, rng_for
+from pgrun.normalize import ObsNormalizer, RewardScaler
 from pgrun.policies import Agent
 
 
@@ -58,15 +70,21 @@ class Batch:
 
 
 class Collector:
-    """Steps a vector env with an Agent and fills a Batch; tracks finished episodes."""
+    """Steps a vector env with an Agent and fills a Batch; tracks finished episodes.
+    ``obs_normalizer`` / ``reward_scaler`` (``normalize.py``) are updated as it goes."""
 
-    def __init__(self, envs, agent: Agent, seed: int, capacity: int = 256):
+    def __init__(self, envs, agent: Agent, seed: int, capacity: int = 256,
+                 obs_normalizer: ObsNormalizer | None = None,
+                 reward_scaler: RewardScaler | None = None):
         self.envs = envs
         self.agent = agent
         self.actor = NumpyActor(agent)
         self.rng = rng_for(seed, 0)
         self.n = envs.num_envs
         self.with_value = agent.with_value
+        self.obs_dtype = agent.obs_dtype
+        self.obs_normalizer = obs_normalizer
+        self.reward_scaler = reward_scaler
         self.autoreset = np.zeros(self.n, dtype=bool)
         self.ep_return = np.zeros(self.n, dtype=np.float64)
         self.ep_length = np.zeros(self.n, dtype=np.int64)
@@ -78,19 +96,33 @@ class Collector:
     def _reset(self, seed: int | list[int] | None = None) -> None:
         """Start fresh episodes in every env (seeded on the first call only)."""
         obs, _ = self.envs.reset(seed=seed)
-        self.obs = np.asarray(obs, dtype=np.float32)
+        self._observe(obs)
+        if self.reward_scaler is not None:
+            self.reward_scaler.reset()
         self.autoreset[:] = False
         self.ep_return[:] = 0.0
         self.ep_length[:] = 0
         self.fresh = True  # self.obs comes straight from a reset
         self.stale = False  # envs idled past their episodes: the next batch must reset
 
+    def _observe(self, obs) -> None:
+        """Take the envs' observations (raw) and update the normalizer's statistics."""
+        self.obs = np.asarray(obs, dtype=self.obs_dtype)
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.update(self.obs)
+
+    def policy_obs(self) -> np.ndarray:
+        """The current observations as the policy sees them (normalized if configured)."""
+        return self.obs if self.obs_normalizer is None else self.obs_normalizer.normalize(self.obs)
+
     def _alloc(self, capacity: int) -> None:
         n, obs_shape = self.n, self.obs.shape[1:]
         old = getattr(self, "_buf", None)
         buf = {
-            "obs": np.zeros((capacity, n, *obs_shape), dtype=np.float32),
-            "actions": np.zeros((capacity, n), dtype=np.int64),
+            "obs": np.zeros((capacity, n, *obs_shape), dtype=np.float32 if
+                            self.obs_normalizer is not None else self.obs_dtype),
+            "actions": np.zeros((capacity, n, *self.actor.action_shape),
+                                dtype=self.actor.action_dtype),
             "logp": np.zeros((capacity, n), dtype=np.float32),
             "values": np.zeros((capacity, n), dtype=np.float32),
             "rewards": np.zeros((capacity, n), dtype=np.float32),
@@ -108,16 +140,18 @@ class Collector:
     def _step(self, t: int, active: np.ndarray | None) -> np.ndarray:
         """One vector step into row t; returns which envs finished an episode."""
         b = self._buf
-        actions, logp, value = self.actor.act(self.obs, self.rng)
-        next_obs, reward, terminated, truncated, _ = self.envs.step(actions)
+        obs = self.policy_obs()
+        actions, logp, value = self.actor.act(obs, self.rng)
+        next_obs, reward, terminated, truncated, _ = self.envs.step(self.actor.to_env(actions))
 
         valid = ~self.autoreset if active is None else active & ~self.autoreset
-        b["obs"][t] = self.obs
+        b["obs"][t] = obs
         b["actions"][t] = actions
         b["logp"][t] = logp
         if value is not None:
             b["values"][t] = value
-        b["rewards"][t] = reward
+        b["rewards"][t] = reward if self.reward_scaler is None else \
+            self.reward_scaler.scale(reward, valid, terminated | truncated)
         b["terminated"][t] = terminated
         b["truncated"][t] = truncated
         b["valid"][t] = valid
@@ -131,7 +165,7 @@ class Collector:
             self.ep_return[ended] = 0.0
             self.ep_length[ended] = 0
         self.autoreset = terminated | truncated
-        self.obs = np.asarray(next_obs, dtype=np.float32)
+        self._observe(next_obs)
         self.fresh = False
         return ended
 
@@ -139,7 +173,7 @@ class Collector:
         b = {k: v[:T].copy() for k, v in self._buf.items()}
         last_value = None
         if self.with_value:
-            last_value = self.actor.value(self.obs)
+            last_value = self.actor.value(self.policy_obs())
         else:
             b["values"] = None
         return Batch(**b, last_value=last_value)
@@ -175,3 +209,42 @@ class Collector:
         lens = np.concatenate(self.done_lengths) if self.done_lengths else np.zeros(0, np.int64)
         self.done_returns, self.done_lengths = [], []
         return rets, lens
+
+    # ------------------------------------------------------------ checkpoint state
+    _EPISODE_ARRAYS = ("obs", "autoreset", "ep_return", "ep_length")
+    _EPISODE_FLAGS = ("fresh", "stale")
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        return {k: v for k, v in vars(self).items() if isinstance(v, np.random.Generator)}
+
+    def state_dict(self, with_episodes: bool) -> dict:
+        """What a checkpoint needs, as NumPy arrays and plain containers: the bit-generator
+        states of every ``np.random.Generator`` attribute, the reward scaler's statistics,
+        and with ``with_episodes`` (the env state is saved too) the episodes in progress:
+        raw observations, autoreset flags, running returns and lengths. (The observation
+        normalizer has a slot of its own in the checkpoint: ``obs_normalizer``.)"""
+        out: dict = {"generators": {k: g.bit_generator.state for k, g in self._generators().items()}}
+        if with_episodes:
+            if self.done_returns:
+                raise RuntimeError("checkpoint taken with finished episodes not yet popped")
+            out["episodes"] = {name: np.array(getattr(self, name)) for name in self._EPISODE_ARRAYS}
+            out["episodes"].update({name: bool(getattr(self, name)) for name in self._EPISODE_FLAGS})
+        if self.reward_scaler is not None:
+            out["reward_scaler"] = self.reward_scaler.state_dict(with_returns=with_episodes)
+        return out
+
+    def load_state_dict(self, state: dict, with_episodes: bool) -> None:
+        """Put back a ``state_dict`` (after construction; episodes only ``with_episodes``,
+        else the freshly reset episodes stay)."""
+        gens = self._generators()
+        for name, gen_state in state.get("generators", {}).items():
+            if name in gens:
+                gens[name].bit_generator.state = gen_state
+        if with_episodes:
+            for name, value in state["episodes"].items():
+                setattr(self, name, value)
+        if self.reward_scaler is not None and state.get("reward_scaler") is not None:
+            scaler_state = dict(state["reward_scaler"])
+            if not with_episodes:
+                scaler_state.pop("returns", None)
+            self.reward_scaler.load_state_dict(scaler_state)

@@ -39,7 +39,9 @@ from pgrun.checkpoint import (
 from pgrun.config import ConfigError, validate
 from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
 from pgrun.evaluate import evaluate
+from pgrun.extras import check_env_dependencies, env_id_of
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
+from pgrun.normalize import build_normalizers
 from pgrun.policies import build_agent
 from pgrun.resume import Plan, plan_run
 from pgrun.rollout import Collector
@@ -105,6 +107,7 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopFlag | None = None) -> dict:
     ``status`` is ``complete`` or ``interrupted``. ``stop`` is the flag signals set (by
     default, handlers are installed for the duration of the call)."""
     validate(cfg)
+    check_env_dependencies(env_id_of(cfg.env))  # e.g. LunarLander without the box2d extra
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -148,7 +151,10 @@ class _Run:
         self.algo = algo_cls(cfg.algo, self.agent, cfg.env.num_envs)
         env_restored = ckpt is not None and env_state_fits(self.envs, ckpt["env_state"])
         seed = cfg.seed if ckpt is None or env_restored else restart_seed(cfg.seed, ckpt["update"])
-        self.collector = Collector(self.envs, self.agent, seed=seed)
+        obs_norm, reward_scaler = build_normalizers(cfg, self.envs.single_observation_space,
+                                                    cfg.env.num_envs)
+        self.collector = Collector(self.envs, self.agent, seed=seed, obs_normalizer=obs_norm,
+                                   reward_scaler=reward_scaler)
         self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
         if ckpt is not None:
             self._restore(ckpt)
@@ -250,7 +256,8 @@ class _Run:
         with self.watch.time("eval"):
             rets, lens = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
                                   seed=cfg.seed + EVAL_SEED_OFFSET,
-                                  deterministic=cfg.eval.deterministic)
+                                  deterministic=cfg.eval.deterministic,
+                                  obs_normalizer=self.collector.obs_normalizer)
         mean, std = _mean_std(rets)
         step = st["step"]
         self.evals.write({"step": step, "return_mean": mean, "return_std": std,
