@@ -92,14 +92,27 @@ class GRPOConfig:
     adam_eps: float = 1e-5
 
 
+def _env_kwargs() -> Any:
+    """``env.kwargs``'s default: an empty mapping that accepts new keys, so that
+    ``env.kwargs='{size: 3}'`` and ``env.kwargs.size=3`` work without Hydra's ``+``
+    (the constructor rejects a misspelt one)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({}, flags={"struct": False})
+
+
 @dataclass
 class EnvConfig:
+    """The environment (see pgrun/envs/factory.py): a registered id (or gymnasium's
+    ``module:Env-v0``), or an unregistered ``entry_point`` (then ``id`` only names it)."""
+
     id: str = MISSING
+    entry_point: str | None = None  # module.path:Name, a gym.Env subclass or env-making function
     num_envs: int = 8
-    max_episode_steps: int | None = None
+    max_episode_steps: int | None = None  # null: the registration's limit, else 1000
     reward_threshold: float | None = None
     vectorization: str = "auto"
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=_env_kwargs)  # for the env's constructor
 
 
 @dataclass
@@ -211,6 +224,15 @@ def validate(cfg: DictConfig) -> None:
             check(value >= 0, full, value, "must be ≥ 0")
 
     env = cfg.env
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        env_id = env.id
+    except OmegaConfBaseException:  # ??? or env=generic's ${.entry_point} without one
+        env_id = None
+    check(env_id is not None or env.get("entry_point") is not None, "env.id", env_id,
+          "name the environment: env.id=<registered id, or module:Env-v0>, or "
+          "env.entry_point=<module>:<class or function> (env=generic)")
     check(env.num_envs >= 1, "env.num_envs", env.num_envs, "must be an integer ≥ 1")
     if env.max_episode_steps is not None:
         check(env.max_episode_steps >= 1, "env.max_episode_steps", env.max_episode_steps,

@@ -147,15 +147,10 @@ def _video_env(env_cfg, video_dir: Path, name_prefix: str):
     import os
     import warnings
 
-    import gymnasium as gym
     from gymnasium.wrappers import RecordVideo
 
-    from pgrun.envs import check_env_id
+    from pgrun.envs import make_vec_env
 
-    check_env_id(env_cfg.id)
-    kwargs = dict(env_cfg.kwargs or {})
-    if env_cfg.max_episode_steps is not None:
-        kwargs["max_episode_steps"] = int(env_cfg.max_episode_steps)
     video_dir.mkdir(parents=True, exist_ok=True)
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, quietly
@@ -167,8 +162,8 @@ def _video_env(env_cfg, video_dir: Path, name_prefix: str):
             return RecordVideo(env, str(video_dir), episode_trigger=lambda _: True,
                                name_prefix=name_prefix)
 
-    return gym.make_vec(env_cfg.id, num_envs=1, vectorization_mode="sync", wrappers=[record],
-                        render_mode="rgb_array", **kwargs)
+    return make_vec_env(env_cfg, 1, vectorization="sync", wrappers=[record],
+                        render_mode="rgb_array")
 
 
 def main(argv: list[str]) -> int:

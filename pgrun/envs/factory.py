@@ -153,8 +153,8 @@ def load_entry_point(entry_point: str) -> Callable[..., gym.Env]:
                 f"{attr!r}.{hint} The entry point must name a gym.Env subclass or a function "
                 "that returns an env.") from None
     if not callable(obj):
-        raise ConfigError(f"{what}: {attr!r} is a {type(obj).__name__}, not a gym.Env "
-                          "subclass or a function that returns an env.")
+        raise ConfigError(f"{what}: {attr!r} is an object of type {type(obj).__name__}, not "
+                          "a gym.Env subclass or a function that returns an env.")
     return obj
 
 
@@ -273,8 +273,9 @@ def make_vec_env(env_cfg, num_envs: int, *, vectorization: str | None = None,
     except Exception as err:  # noqa: BLE001 (a constructor's error is the user's to read)
         raise ConfigError(
             f"Could not create {what} with env.kwargs={user_kwargs} ({mode} vectorization): "
-            f"{_describe_exception(err)}. Check env.kwargs against the environment's "
-            "constructor.") from None
+            f"{_describe_exception(err)}."
+            + (" Check env.kwargs against the constructor's arguments."
+               if isinstance(err, TypeError) else "")) from None
     try:
         autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if autoreset != AutoresetMode.NEXT_STEP:

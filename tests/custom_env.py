@@ -1,0 +1,77 @@
+"""Small user-style environments for the generic-env tests, loaded by entry point
+(``env.entry_point=tests.custom_env:Corridor``) or by id with their module
+(``env.id=tests.custom_env:pgrun-tests/Endless-v0``), from the repository root.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+class Corridor(gym.Env):
+    """Walk right along a corridor of ``size`` cells: action 1 moves right, 0 stays.
+    Reward 1 on reaching the end (terminated). No time limit of its own."""
+
+    def __init__(self, size: int = 4):
+        if size < 1:
+            raise ValueError(f"size={size} must be ≥ 1")
+        self.size = size
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.pos = 0
+
+    def _obs(self):
+        return np.array([self.pos / self.size], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.pos = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.pos += int(action)
+        terminated = self.pos >= self.size
+        return self._obs(), float(terminated), terminated, False, {}
+
+
+class Endless(Corridor):
+    """Never ends an episode by itself: only a time limit stops it."""
+
+    def step(self, action):
+        obs, _, _, _, info = super().step(0)
+        return obs, 0.0, False, False, info
+
+
+def make_corridor(length: int = 4) -> gym.Env:
+    """An entry point that is a function, not a class."""
+    return Corridor(size=length)
+
+
+class Broken(Corridor):
+    def __init__(self, **kwargs):
+        raise RuntimeError("the simulator license has expired")
+
+
+class DictObs(Corridor):
+    def __init__(self):
+        super().__init__()
+        self.observation_space = gym.spaces.Dict({"pos": gym.spaces.Box(0.0, 1.0, (1,))})
+
+    def _obs(self):
+        return {"pos": np.array([self.pos / self.size], dtype=np.float32)}
+
+
+class MultiBinaryActions(Corridor):
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.MultiBinary(3)
+
+    def step(self, action):
+        return super().step(int(action[0]))
+
+
+NOT_AN_ENV = 42
+
+if "pgrun-tests/Endless-v0" not in gym.registry:
+    gym.register(id="pgrun-tests/Endless-v0", entry_point=Endless)  # no max_episode_steps
