@@ -260,10 +260,13 @@ def test_env_configs_compose():
     envs.close()
 
 
-@pytest.mark.parametrize(("env", "steps", "target"), [("GridWorld-v0", 15000, -69.0),
-                                                      ("Bandit-v0", 8000, 0.7)])
-def test_ppo_solves_the_tutorial_envs(cli, tmp_path, env, steps, target):
-    out = cli("train", f"env={env}", f"total_steps={steps}", "eval.interval=5000",
+@pytest.mark.parametrize(("env", "extra", "target"), [
+    ("GridWorld-v0", [], -69.0),  # onehot observations, MLP policy
+    ("GridWorld-v0", ["env.kwargs.obs_mode=index", "algo.lr=0.05"], -69.0),  # tabular policy
+    ("Bandit-v0", [], 0.7),
+])
+def test_ppo_solves_the_tutorial_envs(cli, tmp_path, env, extra, target):
+    out = cli("train", f"env={env}", "total_steps=15000", "eval.interval=5000", *extra,
               "progress=none", f"hydra.run.dir={tmp_path}")
     assert out.returncode == 0, out.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
