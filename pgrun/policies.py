@@ -43,6 +43,7 @@ from pgrun.distributions import (
     gaussian_entropy,
     gaussian_log_prob,
 )
+from pgrun.envs.factory import check_spaces
 
 
 class _NumpyTanh(torch.autograd.Function):
@@ -273,27 +274,22 @@ def build_agent(policy_cfg, obs_space: gym.Space, act_space: gym.Space, with_val
     """An Agent for the spaces of a (single) environment; unsupported spaces are a
     ConfigError naming them. (Keys missing from an older run's saved config take their
     defaults.)"""
+    check_spaces(obs_space, act_space)  # the one place that decides what is supported
     opt = lambda key, default: getattr(policy_cfg, key, default)  # noqa: E731
     kind = resolve_kind(opt("kind", "auto"), obs_space)
     discrete_obs = isinstance(obs_space, gym.spaces.Discrete)
     if discrete_obs:
         obs_dim, obs_start = int(obs_space.n), int(obs_space.start)
-    elif isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1:
+    else:
         if kind == "tabular":
             raise ConfigError(f"policy.kind=tabular needs a Discrete observation space; this "
                               f"environment observes {obs_space} (use policy.kind=mlp or auto).")
         obs_dim, obs_start = int(obs_space.shape[0]), 0
-    else:
-        raise ConfigError(
-            f"Observation space {obs_space} is not supported: pgrun's policies take a flat "
-            "Box observation (MLP) or a Discrete one (tabular, or MLP on its one-hot code).")
 
     bounds = None
     if isinstance(act_space, gym.spaces.Discrete):
-        if int(act_space.start) != 0:
-            raise ConfigError(f"Action space {act_space}: Discrete actions must start at 0.")
         n_actions = int(act_space.n)
-    elif isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+    else:
         n_actions = int(act_space.shape[0])
         mode = opt("action_bounds", "clip")
         try:
@@ -301,10 +297,6 @@ def build_agent(policy_cfg, obs_space: gym.Space, act_space: gym.Space, with_val
         except ValueError as err:
             raise ConfigError(f"policy.action_bounds={mode}: {err} ({act_space}); use "
                               "policy.action_bounds=clip.") from None
-    else:
-        raise ConfigError(
-            f"Action space {act_space} is not supported: pgrun handles Discrete actions "
-            "(Categorical head) and flat Box actions (Gaussian head).")
     return Agent(
         obs_dim=obs_dim,
         n_actions=n_actions,
