@@ -7,11 +7,12 @@ fails in a second, not after an hour of training.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -183,8 +184,19 @@ PROGRESS = ("auto", "rich", "plain", "none")
 RESUME = ("auto", True, False)
 
 
+def run_name(env_choice: str, env_id: str) -> str:
+    """The env part of a run folder's name: the env option, or for ``env=generic`` the
+    env id (or entry point) with every character unsafe in a path replaced by ``_``."""
+    if env_choice != "generic":
+        return env_choice
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(env_id)).strip("_") or "generic"
+
+
 def register() -> None:
-    """Put the schemas where conf/ can extend them (``/schema/...@_here_``)."""
+    """Put the schemas where conf/ can extend them (``/schema/...@_here_``), and the
+    ``pgrun_run_name`` resolver the run-folder names in conf/config.yaml use."""
+    if not OmegaConf.has_resolver("pgrun_run_name"):
+        OmegaConf.register_new_resolver("pgrun_run_name", run_name)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema/env", name="env", node=EnvConfig)

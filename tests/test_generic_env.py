@@ -216,3 +216,12 @@ def test_cli_errors_are_one_message_exit_2(cli, tmp_path, override, message):
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_generic_run_folders_are_named_after_the_env():
+    from pgrun.config import run_name
+
+    assert run_name("CartPole-v1", "CartPole-v1") == "CartPole-v1"
+    assert run_name("generic", "MountainCar-v0") == "MountainCar-v0"
+    assert run_name("generic", "my_pkg.envs:MyEnv") == "my_pkg.envs_MyEnv"
+    assert run_name("generic", "pgrun/GridWorld-v0") == "pgrun_GridWorld-v0"
