@@ -167,7 +167,10 @@ def _video_env(env_cfg, video_dir: Path, name_prefix: str):
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv:
+        print(f"pgrun eval: RUN_DIR is missing.\n\n{USAGE}", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
     try:

@@ -74,3 +74,9 @@ def test_video_records_every_episode_into_the_run_folder(run_dir):
     r = evalcmd.evaluate_run(run_dir, episodes=2, video=True)
     assert len(r["videos"]) == 2
     assert all(p.startswith(str(run_dir / "videos")) and p.endswith(".mp4") for p in r["videos"])
+
+
+def test_eval_without_a_run_dir_is_a_usage_error(cli):
+    out = cli("eval")
+    assert out.returncode == 2 and "RUN_DIR is missing" in out.stderr
+    assert cli("eval", "--help").returncode == 0
