@@ -25,7 +25,7 @@ from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 from pgrun.algos.base import Algorithm, Means, adam, minibatches, set_lr, step, valid_tensors
 from pgrun.algos.ppo import clipped_surrogate
 from pgrun.config import ConfigError
-from pgrun.returns import episode_total_return, reward_to_go
+from pgrun.returns import reward_to_go
 from pgrun.rollout import Batch, Collector
 
 
@@ -63,10 +63,9 @@ class GRPO(Algorithm):
 
     def step_advantages(self, batch: Batch) -> np.ndarray:
         """T×N: every step of an episode carries its episode's group advantage."""
-        episode_return = episode_total_return(
-            reward_to_go(batch.rewards, batch.dones, self.cfg.gamma), batch.episode_starts())
-        # one episode per env: its return is G_0 at the env's first step
-        adv_per_env = group_advantages(episode_return[0], self.cfg.group_size)
+        # one episode per env, each from a reset at row 0: its return is G_0 = rtg[0]
+        episode_return = reward_to_go(batch.rewards, batch.dones, self.cfg.gamma)[0]
+        adv_per_env = group_advantages(episode_return, self.cfg.group_size)
         return np.broadcast_to(adv_per_env, batch.rewards.shape).astype(np.float32)
 
     def update(self, batch: Batch, progress: float) -> dict[str, float]:
