@@ -75,3 +75,21 @@ NOT_AN_ENV = 42
 
 if "pgrun-tests/Endless-v0" not in gym.registry:
     gym.register(id="pgrun-tests/Endless-v0", entry_point=Endless)  # no max_episode_steps
+
+
+class ShiftedStates(gym.Env):
+    """Observations Discrete(4, start=10): state s is observed as 10 + s; action 1 moves right,
+    reaching state 3 ends the episode with reward 1."""
+
+    observation_space = gym.spaces.Discrete(4, start=10)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.s = 0
+        return 10 + self.s, {}
+
+    def step(self, action):
+        self.s = min(self.s + int(action), 3)
+        done = self.s == 3
+        return 10 + self.s, float(done), done, False, {}

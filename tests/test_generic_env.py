@@ -140,7 +140,7 @@ def test_factory_errors_name_the_problem(cfg, message):
     (gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2), "FlattenObservation"),
     (gym.spaces.Box(-1, 1, ()), gym.spaces.Discrete(2), "observation space"),
     (gym.spaces.Tuple((gym.spaces.Discrete(2),)), gym.spaces.Discrete(2), "Dict or Tuple"),
-    (gym.spaces.Discrete(5, start=1), gym.spaces.Discrete(2), "starts at 1"),
+    (gym.spaces.Discrete(5, start=1), gym.spaces.Discrete(2), True),  # policies offset it
     (gym.spaces.Box(-1, 1, (4,)), gym.spaces.MultiDiscrete([2, 2]), "action space MultiDiscrete"),
     (gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-1, 1, (2, 2)), "action space Box"),
     (gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(3, start=-1), "starts at -1"),
@@ -225,3 +225,14 @@ def test_generic_run_folders_are_named_after_the_env():
     assert run_name("generic", "MountainCar-v0") == "MountainCar-v0"
     assert run_name("generic", "my_pkg.envs:MyEnv") == "my_pkg.envs_MyEnv"
     assert run_name("generic", "pgrun/GridWorld-v0") == "pgrun_GridWorld-v0"
+
+
+def test_discrete_observations_not_starting_at_zero_train(tmp_path):
+    """The policies offset a Discrete(n, start) observation; nothing refuses it."""
+    from pgrun.train import train
+
+    cfg = compose_config("env=generic", "env.entry_point=tests.custom_env:ShiftedStates",
+                         "total_steps=400", "eval.interval=200", "eval.episodes=2",
+                         "progress=none")
+    summary = train(cfg, tmp_path)
+    assert summary["status"] == "complete" and summary["steps"] >= 400

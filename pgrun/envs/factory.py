@@ -204,13 +204,8 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space, what: str = "the en
     The one place that decides which spaces are supported: the policies build for any
     space that passes."""
     Box, Discrete = gym.spaces.Box, gym.spaces.Discrete
-    if isinstance(obs_space, Discrete):
-        if obs_space.start != 0:
-            raise ConfigError(
-                f"{what} has observation space {obs_space}, which starts at {obs_space.start}: "
-                f"the tabular policy indexes states from 0 (use Discrete({obs_space.n})). "
-                f"{SUPPORTED_SPACES}.")
-    elif not (isinstance(obs_space, Box) and len(obs_space.shape) == 1):
+    if not (isinstance(obs_space, Discrete)
+            or (isinstance(obs_space, Box) and len(obs_space.shape) == 1)):
         if isinstance(obs_space, Box):
             hint = (f" A Box of shape {obs_space.shape} can be flattened with "
                     "gymnasium.wrappers.FlattenObservation in your entry point (pgrun has "
