@@ -1,5 +1,5 @@
 """The diagonal Gaussian action distribution and how its samples reach a Box's bounds, in
-torch (the update, ``Agent.evaluate``) and NumPy (the rollout, ``NumpyActor``) side by side.
+torch (the update, ``Agent.evaluate``) and NumPy (the rollout, ``NumpyAgent``) side by side.
 
   π(u|s) = Π_i N(u_i; μ_i(s), σ_i²),   log π(u|s) = Σ_i [−½((u_i − μ_i)/σ_i)² − log σ_i − ½ log 2π]
   H[π(·|s)] = Σ_i [½ + ½ log 2π + log σ_i]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pgrun.inference import NumpyActor, rng_for
 from pgrun.normalize import ObsNormalizer
+from pgrun.numpy_agent import NumpyAgent, rng_for
 from pgrun.policies import Agent
 
 
@@ -18,7 +18,7 @@ def evaluate(agent: Agent, envs, episodes: int, seed: int, deterministic: bool =
     ``obs_normalizer``: the training statistics, applied frozen (never updated here).
     Gaussian actions (the mean when ``deterministic``) reach the env mapped into its
     bounds as in training. Returns (returns, lengths) as arrays; returns are raw."""
-    actor, rng = NumpyActor(agent), rng_for(seed, 1)
+    actor, rng = NumpyAgent(agent), rng_for(seed, 1)
     n = envs.num_envs
     returns, lengths = [], []
     for round_start in range(0, episodes, n):

@@ -28,6 +28,7 @@ costs more than the forward pass itself for small networks; the Gaussian likewis
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
@@ -197,6 +198,47 @@ class Agent(nn.Module):
             with torch.no_grad():
                 bias = self.pi_head.bias if kind == "mlp" else self.pi_head.weight
                 bias[..., n_actions:] = float(log_std_init)
+        self._flatten()
+
+    def _flatten(self) -> None:
+        """Put every parameter in one contiguous buffer, the policy's first and the value's
+        after them, and every gradient in a second one (``p.grad`` are views of it), so an
+        optimizer can step a role's parameters as one tensor (``flat_parameter``) and
+        ``NumpyAgent`` can write gradients in place."""
+        groups = {"policy": self.policy_parameters(), "value": self.value_parameters()}
+        total = sum(p.numel() for ps in groups.values() for p in ps)
+        self.flat_data, self.flat_grad = torch.zeros(total), torch.zeros(total)
+        self._flat: dict[str, nn.Parameter] = {}
+        offset = 0
+        for role, params in groups.items():
+            start = offset
+            for p in params:
+                n = p.numel()
+                self.flat_data[offset:offset + n].copy_(p.detach().reshape(-1))
+                p.data = self.flat_data[offset:offset + n].view_as(p)
+                p.grad = self.flat_grad[offset:offset + n].view_as(p)
+                offset += n
+            flat = nn.Parameter(self.flat_data[start:offset])
+            flat.grad = self.flat_grad[start:offset]
+            self._flat[role] = flat
+        everything = nn.Parameter(self.flat_data)
+        everything.grad = self.flat_grad
+        self._flat["all"] = everything
+
+    def __deepcopy__(self, memo):
+        """A copy whose parameters are views of its own flat buffers, as here."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            if key not in ("flat_data", "flat_grad", "_flat"):
+                new.__dict__[key] = copy.deepcopy(value, memo)
+        new._flatten()
+        return new
+
+    def flat_parameter(self, role: str = "all") -> nn.Parameter:
+        """The ``policy``, ``value`` or ``all`` parameters as one flat tensor sharing their
+        storage, with the matching slice of the gradient buffer as its ``grad``."""
+        return self._flat[role]
 
     # -- parameters by role (VPG optimizes them separately)
     def policy_parameters(self) -> list[nn.Parameter]:

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgrun.inference import NumpyActor, rng_for
 from pgrun.normalize import ObsNormalizer, RewardScaler
+from pgrun.numpy_agent import NumpyAgent, rng_for
 from pgrun.policies import Agent
 
 
@@ -78,7 +78,7 @@ class Collector:
                  reward_scaler: RewardScaler | None = None):
         self.envs = envs
         self.agent = agent
-        self.actor = NumpyActor(agent)
+        self.actor = NumpyAgent(agent)
         self.rng = rng_for(seed, 0)
         self.n = envs.num_envs
         self.with_value = agent.with_value

@@ -13,7 +13,7 @@ from pgrun.checkpoint import decode
 from pgrun.config import ConfigError
 from pgrun.evalcmd import evaluate_run
 from pgrun.evaluate import evaluate
-from pgrun.inference import NumpyActor
+from pgrun.numpy_agent import NumpyAgent
 from pgrun.metrics import TIMING_COLUMNS
 from pgrun.normalize import ObsNormalizer, RewardScaler, RunningMeanStd, build_normalizers
 from pgrun.policies import Agent
@@ -149,13 +149,13 @@ def test_evaluation_leaves_the_statistics_alone_and_uses_them(monkeypatch):
     norm.update(np.random.default_rng(0).normal(5.0, 2.0, size=(100, 2)))
     before = norm.state_dict()
     seen = []
-    act = NumpyActor.act
+    act = NumpyAgent.act
 
     def spy(self, obs, rng, deterministic=False):
         seen.append(obs.copy())
         return act(self, obs, rng, deterministic)
 
-    monkeypatch.setattr(NumpyActor, "act", spy)
+    monkeypatch.setattr(NumpyAgent, "act", spy)
     evaluate(_agent(3), _counting_envs(), episodes=2, seed=0, obs_normalizer=norm)
     after = norm.state_dict()
     assert after["count"] == before["count"]

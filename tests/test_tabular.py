@@ -11,7 +11,7 @@ import torch
 
 from pgrun.algos.reinforce import reinforce_loss
 from pgrun.config import ConfigError
-from pgrun.inference import NumpyActor, rng_for
+from pgrun.numpy_agent import NumpyAgent, rng_for
 from pgrun.policies import build_agent
 from pgrun.rollout import Collector
 from pgrun.train import train
@@ -56,7 +56,7 @@ def test_tabular_on_box_observations_is_a_config_error():
 def test_numpy_row_lookup_matches_torch():
     agent = _randomize(_agent())
     obs = np.random.default_rng(0).integers(0, 16, size=200)
-    actor = NumpyActor(agent)
+    actor = NumpyAgent(agent)
     for deterministic in (False, True):
         actions, logp, value = actor.act(obs, rng_for(0, 0), deterministic)
         with torch.no_grad():

@@ -6,12 +6,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from pgrun.numpy_agent import NumpyAgent
 from pgrun.policies import Agent
 from pgrun.rollout import Batch, Collector
 
 
 class Algorithm:
     """Turns a rollout batch into a loss and takes optimizer steps.
+
+    Losses are written in NumPy with their gradients w.r.t. the per-sample log π(a|s),
+    H[π(·|s)] and V(s) (each loss function documents its derivative);
+    ``NumpyAgent.backward`` carries them to the parameters and ``step`` applies them.
 
     Subclasses set ``uses_value`` (whether the Agent gets a value head), implement
     ``collect`` (how a batch is cut: fixed steps or whole episodes) and ``update``.
@@ -24,6 +29,7 @@ class Algorithm:
         # would otherwise cost more than some of its tensor ops
         self.cfg = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
         self.agent = agent
+        self.net = NumpyAgent(agent)  # the update's forward and backward passes
         self.num_envs = num_envs
 
     def collect(self, collector: Collector) -> Batch:
@@ -42,33 +48,32 @@ class Algorithm:
         return self.cfg.lr * (1.0 - progress) if self.cfg.anneal_lr else self.cfg.lr
 
 
-def valid_tensors(batch: Batch, **arrays: np.ndarray) -> dict[str, torch.Tensor]:
+def valid_arrays(batch: Batch, **arrays: np.ndarray) -> dict[str, np.ndarray]:
     """The valid steps of each T×N(×…) array, flattened to one batch dimension."""
     mask = batch.valid
-    return {name: torch.from_numpy(np.ascontiguousarray(arr[mask])) for name, arr in arrays.items()}
+    return {name: np.ascontiguousarray(arr[mask]) for name, arr in arrays.items()}
 
 
 def minibatches(size: int, num_epochs: int, num_minibatches: int):
     """Index sets for ``num_epochs`` shuffled passes over ``size`` samples, each pass split
     into ``num_minibatches`` near-equal parts (empty parts, from fewer samples than
-    minibatches, are skipped)."""
+    minibatches, are skipped). Shuffles come from torch's generator (seeded, checkpointed)."""
     for _epoch in range(num_epochs):
-        for idx in torch.randperm(size).tensor_split(num_minibatches):
+        for idx in np.array_split(torch.randperm(size).numpy(), num_minibatches):
             if len(idx):
                 yield idx
 
 
 class Means:
-    """Running means of per-minibatch figures (tensors or floats) for metrics.csv."""
+    """Running means of per-minibatch figures for metrics.csv."""
 
     def __init__(self):
         self.sums: dict[str, float] = {}
         self.count = 0
 
-    def add(self, **figures) -> None:
+    def add(self, **figures: float) -> None:
         for key, value in figures.items():
-            value = value.item() if isinstance(value, torch.Tensor) else value
-            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
         self.count += 1
 
     def means(self) -> dict[str, float]:
@@ -77,16 +82,18 @@ class Means:
                 for k, total in self.sums.items()} | {"grad_steps": self.count}
 
 
-def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """(x − mean) / (std + eps); left as is for fewer than two samples."""
-    if x.numel() < 2:
+def normalize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """(x − mean) / (std + eps) with the sample (n − 1) std; left as is for fewer than two
+    samples."""
+    if x.size < 2:
         return x
-    return (x - x.mean()) / (x.std() + eps)
+    return ((x - x.mean()) / (x.std(ddof=1) + eps)).astype(x.dtype, copy=False)
 
 
-def adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
-    """Adam with the fused kernel (one op for all parameters; same update rule)."""
-    return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+def adam(agent: Agent, role: str, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam over the ``policy``, ``value`` or ``all`` parameters of ``agent`` as one flat
+    tensor (``Agent.flat_parameter``): one fused kernel per step, the same update rule."""
+    return torch.optim.Adam([agent.flat_parameter(role)], lr=lr, eps=eps, fused=True)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -94,14 +101,19 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, max_grad_norm) -> float:
-    """zero_grad, backward, optional global gradient-norm clipping, step; returns the
-    gradient norm before clipping (nan when not clipping)."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+def step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None) -> float:
+    """Optional global gradient-norm clipping, then the optimizer's step, on the gradient
+    ``NumpyAgent.backward`` wrote; returns the norm before clipping (nan when not clipping).
+
+    Clipping scales g by max_norm / (‖g‖ + 1e-6) when that is below 1, as
+    ``torch.nn.utils.clip_grad_norm_``."""
     norm = float("nan")
     if max_grad_norm is not None:
-        norm = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm, foreach=True))
+        grad = optimizer.param_groups[0]["params"][0].grad.numpy()
+        norm = float(np.sqrt(np.dot(grad, grad)))
+        scale = max_grad_norm / (norm + 1e-6)
+        if scale < 1.0:
+            grad *= np.float32(scale)
     optimizer.step()
     return norm
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
-from pgrun.algos.base import Algorithm, Means, adam, minibatches, set_lr, step, valid_tensors
+from pgrun.algos.base import Algorithm, Means, adam, minibatches, set_lr, step, valid_arrays
 from pgrun.algos.ppo import clipped_surrogate
 from pgrun.config import ConfigError
 from pgrun.returns import reward_to_go
@@ -37,13 +37,21 @@ def group_advantages(returns: np.ndarray, group_size: int, eps: float = 1e-8) ->
     return adv.reshape(-1)
 
 
+def kl_k3(logp: np.ndarray, old_logp: np.ndarray) -> tuple[float, np.ndarray]:
+    """(k3, ∂k3/∂log π) with k3 = E[π_old/π_θ − log(π_old/π_θ) − 1], an unbiased,
+    non-negative estimate of KL[π_θ‖π_old] from samples of π_old: with x = log π_old − log π,
+    ∂/∂log π of (eˣ − x − 1)/B is (1 − eˣ)/B."""
+    x = old_logp - logp
+    ex = np.exp(x)
+    return float((ex - x - 1.0).mean()), ((1.0 - ex) / len(x)).astype(np.float32)
+
+
 class GRPO(Algorithm):
     uses_value = False
 
     def __init__(self, cfg, agent, num_envs):
         super().__init__(cfg, agent, num_envs)
-        self.params = agent.policy_parameters()
-        self.opt = adam(self.params, cfg.lr, cfg.adam_eps)
+        self.opt = adam(agent, "policy", cfg.lr, cfg.adam_eps)
 
     def optimizers(self):
         return {"policy": self.opt}
@@ -72,18 +80,17 @@ class GRPO(Algorithm):
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
-        d = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                          adv=self.step_advantages(batch))
+        d = valid_arrays(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+                         adv=self.step_advantages(batch))
         stats = Means()
         for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches):
-            logp, entropy, _ = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
-            pg_loss, info = clipped_surrogate(logp, d["logp"][idx], d["adv"][idx], cfg.clip_eps)
-            log_ratio = d["logp"][idx] - logp  # log π_old/π_θ
-            kl = (log_ratio.exp() - log_ratio - 1.0).mean()
-            ent = entropy.mean()
-            loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * ent
-            grad_norm = step(self.opt, loss, self.params, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss, entropy=ent, grad_norm=grad_norm, **info)
+            logp, entropy, _ = self.net.evaluate(d["obs"][idx], d["actions"][idx])
+            pg_loss, dlogp, info = clipped_surrogate(logp, d["logp"][idx], d["adv"][idx],
+                                                     cfg.clip_eps)
+            _, dkl = kl_k3(logp, d["logp"][idx])
+            self.net.backward(dlogp + cfg.kl_coef * dkl, -cfg.ent_coef / len(idx))
+            grad_norm = step(self.opt, cfg.max_grad_norm)
+            stats.add(policy_loss=pg_loss, entropy=entropy.mean(), grad_norm=grad_norm, **info)
         out = stats.means()
         out.update(lr=lr)
         return out

@@ -15,7 +15,7 @@ minibatch exceeds 1.5 × target_kl (that minibatch's step is not taken).
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
 from pgrun.algos.base import (
     Algorithm,
@@ -26,42 +26,52 @@ from pgrun.algos.base import (
     normalize,
     set_lr,
     step,
-    valid_tensors,
+    valid_arrays,
 )
 from pgrun.returns import gae, next_values
 from pgrun.rollout import Batch
 
 
-def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                      clip_eps: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L^CLIP and its diagnostics: approx_kl = E[(r − 1) − log r] (Schulman's k3
-    estimator of KL[π_old‖π_θ]) and clip_frac = fraction of samples with |r − 1| > ε."""
+def clipped_surrogate(logp: np.ndarray, old_logp: np.ndarray, adv: np.ndarray,
+                      clip_eps: float) -> tuple[float, np.ndarray, dict[str, float]]:
+    """(L^CLIP, ∂L^CLIP/∂log π, diagnostics): approx_kl = E[(r − 1) − log r] (Schulman's k3
+    estimator of KL[π_old‖π_θ]) and clip_frac = fraction of samples with |r − 1| > ε.
+
+    Per sample the loss is max(−Â r, −Â clip(r, 1±ε)) / B, and ∂r/∂log π = r: the
+    derivative is −Â r / B where the unclipped term is the larger (or they tie, inside the
+    range) and 0 where the clipped, constant term is."""
     log_ratio = logp - old_logp
-    ratio = log_ratio.exp()
-    loss = torch.max(-adv * ratio, -adv * ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)).mean()
-    with torch.no_grad():
-        info = {
-            "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-            "clip_frac": ((ratio - 1.0).abs() > clip_eps).float().mean(),
-        }
-    return loss, info
+    ratio = np.exp(log_ratio)
+    unclipped = -adv * ratio
+    clipped = -adv * np.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    n = len(logp)
+    loss = float(np.maximum(unclipped, clipped).sum() / n)
+    dlogp = np.where(unclipped >= clipped, unclipped / n, 0.0).astype(np.float32)
+    info = {"approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
+            "clip_frac": float((np.abs(ratio - 1.0) > clip_eps).mean())}
+    return loss, dlogp, info
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               clip_eps: float | None) -> torch.Tensor:
-    """½ E[(V − R̂)²], or with clip_eps ½ E[max((V − R̂)², (V_old + clip(V − V_old, ±ε) − R̂)²)]."""
-    unclipped = (values - returns).pow(2)
+def value_loss(values: np.ndarray, old_values: np.ndarray, returns: np.ndarray,
+               clip_eps: float | None) -> tuple[float, np.ndarray]:
+    """(L^V, ∂L^V/∂V): ½ E[(V − R̂)²], ∂ = (V − R̂)/B; or with clip_eps
+    ½ E[max((V − R̂)², (V_old + clip(V − V_old, ±ε) − R̂)²)], whose derivative is (V − R̂)/B
+    where the unclipped term is the larger (or they tie) and 0 where the clipped one is."""
+    n = len(values)
+    err = values - returns
+    unclipped = err * err
     if clip_eps is None:
-        return 0.5 * unclipped.mean()
-    clipped = old_values + (values - old_values).clamp(-clip_eps, clip_eps)
-    return 0.5 * torch.max(unclipped, (clipped - returns).pow(2)).mean()
+        return float(0.5 * unclipped.sum() / n), (err / n).astype(np.float32)
+    clipped = old_values + np.clip(values - old_values, -clip_eps, clip_eps) - returns
+    clipped *= clipped
+    loss = float(0.5 * np.maximum(unclipped, clipped).sum() / n)
+    return loss, np.where(unclipped >= clipped, err / n, 0.0).astype(np.float32)
 
 
 class PPO(Algorithm):
     def __init__(self, cfg, agent, num_envs):
         super().__init__(cfg, agent, num_envs)
-        self.params = list(agent.parameters())
-        self.opt = adam(self.params, cfg.lr, cfg.adam_eps)
+        self.opt = adam(agent, "all", cfg.lr, cfg.adam_eps)
 
     def optimizers(self):
         return {"agent": self.opt}
@@ -73,23 +83,23 @@ class PPO(Algorithm):
         clip_eps = cfg.clip_eps * (1.0 - progress) if cfg.anneal_clip else cfg.clip_eps
         adv, ret = gae(batch.rewards, batch.values, next_values(batch.values, batch.last_value),
                        batch.terminated, batch.truncated, cfg.gamma, cfg.gae_lambda)
-        d = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                          values=batch.values, adv=adv, ret=ret)
+        d = valid_arrays(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+                         values=batch.values, adv=adv, ret=ret)
         stats = Means()
         for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches):
-            logp, entropy, values = self.agent.evaluate(d["obs"][idx], d["actions"][idx])
+            logp, entropy, values = self.net.evaluate(d["obs"][idx], d["actions"][idx])
             mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
-            pg_loss, info = clipped_surrogate(logp, d["logp"][idx], mb_adv, clip_eps)
-            if cfg.target_kl is not None and float(info["approx_kl"]) > 1.5 * cfg.target_kl:
+            pg_loss, dlogp, info = clipped_surrogate(logp, d["logp"][idx], mb_adv, clip_eps)
+            if cfg.target_kl is not None and info["approx_kl"] > 1.5 * cfg.target_kl:
                 break
-            v_loss = value_loss(values, d["values"][idx], d["ret"][idx],
-                                clip_eps if cfg.clip_vloss else None)
-            ent = entropy.mean()
-            loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
-            grad_norm = step(self.opt, loss, self.params, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss, value_loss=v_loss, entropy=ent, grad_norm=grad_norm,
-                      **info)
+            v_loss, dvalues = value_loss(values, d["values"][idx], d["ret"][idx],
+                                         clip_eps if cfg.clip_vloss else None)
+            # L = L^CLIP − c_H mean(H) + c_V L^V
+            self.net.backward(dlogp, -cfg.ent_coef / len(idx), cfg.vf_coef * dvalues)
+            grad_norm = step(self.opt, cfg.max_grad_norm)
+            stats.add(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy.mean(),
+                      grad_norm=grad_norm, **info)
         out = stats.means()
         out.update(lr=lr, clip_eps=clip_eps,
-                   explained_variance=explained_variance(d["values"].numpy(), d["ret"].numpy()))
+                   explained_variance=explained_variance(d["values"], d["ret"]))
         return out

@@ -9,18 +9,18 @@ a time-limit truncation ends the return like a termination.
 
 from __future__ import annotations
 
-import torch
+import numpy as np
 
-from pgrun.algos.base import Algorithm, adam, normalize, set_lr, step, valid_tensors
+from pgrun.algos.base import Algorithm, adam, normalize, set_lr, step, valid_arrays
 from pgrun.returns import episode_total_return, reward_to_go
 from pgrun.rollout import Batch, Collector
 
 
-def reinforce_loss(logp: torch.Tensor, psi: torch.Tensor, entropy: torch.Tensor,
-                   n_episodes: int, ent_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, policy_loss): −(1/M) Σ_episodes Σ_t [log π(a_t|s_t) Ψ_t + c_H H_t]."""
-    policy_loss = -(logp * psi).sum() / n_episodes
-    return policy_loss - ent_coef * entropy.sum() / n_episodes, policy_loss
+def reinforce_loss(logp: np.ndarray, psi: np.ndarray, n_episodes: int
+                   ) -> tuple[float, np.ndarray]:
+    """(L, ∂L/∂log π) of the policy loss L = −(1/M) Σ_episodes Σ_t log π(a_t|s_t) Ψ_t:
+    ∂L/∂log π(a_t|s_t) = −Ψ_t / M. (An entropy bonus −c_H/M Σ H_t adds ∂L/∂H_t = −c_H/M.)"""
+    return -float((logp * psi).sum()) / n_episodes, (-psi / n_episodes).astype(np.float32)
 
 
 class Reinforce(Algorithm):
@@ -28,8 +28,7 @@ class Reinforce(Algorithm):
 
     def __init__(self, cfg, agent, num_envs):
         super().__init__(cfg, agent, num_envs)
-        self.params = agent.policy_parameters()
-        self.opt = adam(self.params, cfg.lr)
+        self.opt = adam(agent, "policy", cfg.lr)
 
     def optimizers(self):
         return {"policy": self.opt}
@@ -46,15 +45,15 @@ class Reinforce(Algorithm):
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
-        data = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                             psi=self.psi(batch))
+        data = valid_arrays(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+                            psi=self.psi(batch))
         psi = normalize(data["psi"]) if cfg.normalize_returns else data["psi"]
         n_episodes = int(batch.episode_starts().sum())
-        logp, entropy, _ = self.agent.evaluate(data["obs"], data["actions"])
-        loss, policy_loss = reinforce_loss(logp, psi, entropy, n_episodes, cfg.ent_coef)
-        grad_norm = step(self.opt, loss, self.params, cfg.max_grad_norm)
-        with torch.no_grad():
-            new_logp, _, _ = self.agent.evaluate(data["obs"], data["actions"])
-            approx_kl = float((data["logp"] - new_logp).mean())
-        return {"policy_loss": policy_loss.item(), "entropy": entropy.mean().item(),
-                "approx_kl": approx_kl, "grad_norm": grad_norm, "lr": lr}
+        logp, entropy, _ = self.net.evaluate(data["obs"], data["actions"])
+        policy_loss, dlogp = reinforce_loss(logp, psi, n_episodes)
+        self.net.backward(dlogp, -cfg.ent_coef / n_episodes)
+        grad_norm = step(self.opt, cfg.max_grad_norm)
+        new_logp, _, _ = self.net.evaluate(data["obs"], data["actions"])
+        return {"policy_loss": policy_loss, "entropy": float(entropy.mean()),
+                "approx_kl": float((data["logp"] - new_logp).mean()), "grad_norm": grad_norm,
+                "lr": lr}

@@ -8,8 +8,6 @@ targets). The logged value_loss is the one before fitting.
 
 from __future__ import annotations
 
-import torch
-
 from pgrun.algos.base import (
     Algorithm,
     adam,
@@ -17,7 +15,7 @@ from pgrun.algos.base import (
     normalize,
     set_lr,
     step,
-    valid_tensors,
+    valid_arrays,
 )
 from pgrun.returns import gae, next_values
 from pgrun.rollout import Batch
@@ -26,10 +24,8 @@ from pgrun.rollout import Batch
 class VPG(Algorithm):
     def __init__(self, cfg, agent, num_envs):
         super().__init__(cfg, agent, num_envs)
-        self.pi_params = agent.policy_parameters()
-        self.v_params = agent.value_parameters()
-        self.pi_opt = adam(self.pi_params, cfg.lr)
-        self.v_opt = adam(self.v_params, cfg.vf_lr)
+        self.pi_opt = adam(agent, "policy", cfg.lr)
+        self.v_opt = adam(agent, "value", cfg.vf_lr)
 
     def optimizers(self):
         return {"policy": self.pi_opt, "value": self.v_opt}
@@ -40,25 +36,27 @@ class VPG(Algorithm):
         set_lr(self.pi_opt, lr)
         adv, ret = gae(batch.rewards, batch.values, next_values(batch.values, batch.last_value),
                        batch.terminated, batch.truncated, cfg.gamma, cfg.gae_lambda)
-        d = valid_tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                          values=batch.values, adv=adv, ret=ret)
+        d = valid_arrays(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+                         values=batch.values, adv=adv, ret=ret)
         advantages = normalize(d["adv"]) if cfg.normalize_advantages else d["adv"]
+        n = len(advantages)
 
-        logp, entropy, _ = self.agent.evaluate(d["obs"], d["actions"])
-        policy_loss = -(logp * advantages).mean()
-        grad_norm = step(self.pi_opt, policy_loss - cfg.ent_coef * entropy.mean(),
-                         self.pi_params, cfg.max_grad_norm)
+        # L_π = −mean(log π · Â) − c_H mean(H):  ∂/∂log π = −Â/B, ∂/∂H = −c_H/B
+        logp, entropy, _ = self.net.evaluate(d["obs"], d["actions"], with_value=False)
+        policy_loss = -float((logp * advantages).mean())
+        self.net.backward(-advantages / n, -cfg.ent_coef / n)
+        grad_norm = step(self.pi_opt, cfg.max_grad_norm)
 
+        # L_V = mean((V − R̂)²):  ∂/∂V = 2(V − R̂)/B
         value_losses = []
         for _ in range(cfg.vf_iters):
-            value_loss = (self.agent.value(d["obs"]) - d["ret"]).pow(2).mean()
-            step(self.v_opt, value_loss, self.v_params, cfg.max_grad_norm)
-            value_losses.append(value_loss.item())
+            err = self.net.value(d["obs"]) - d["ret"]
+            value_losses.append(float((err * err).mean()))
+            self.net.value_backward(2.0 * err / n)
+            step(self.v_opt, cfg.max_grad_norm)
 
-        with torch.no_grad():
-            new_logp, _, _ = self.agent.evaluate(d["obs"], d["actions"])
-            approx_kl = float((d["logp"] - new_logp).mean())
-        return {"policy_loss": policy_loss.item(), "value_loss": value_losses[0],
-                "entropy": entropy.mean().item(), "approx_kl": approx_kl, "grad_norm": grad_norm,
-                "explained_variance": explained_variance(d["values"].numpy(), d["ret"].numpy()),
-                "lr": lr}
+        new_logp, _, _ = self.net.evaluate(d["obs"], d["actions"], with_value=False)
+        return {"policy_loss": policy_loss, "value_loss": value_losses[0],
+                "entropy": float(entropy.mean()), "approx_kl": float((d["logp"] - new_logp).mean()),
+                "grad_norm": grad_norm,
+                "explained_variance": explained_variance(d["values"], d["ret"]), "lr": lr}

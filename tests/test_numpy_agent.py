@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from pgrun.inference import NumpyActor, rng_for
+from pgrun.numpy_agent import NumpyAgent, rng_for
 from pgrun.policies import Agent
 
 
@@ -23,17 +23,17 @@ def _agent(activation="tanh", hidden=(16, 16), shared=False, n_actions=3, seed=0
 def test_logp_and_value_match_torch(activation, hidden, shared):
     agent = _agent(activation, hidden, shared)
     obs = np.random.default_rng(1).normal(size=(32, 5)).astype(np.float32)
-    actions, logp, value = NumpyActor(agent).act(obs, rng_for(0, 0))
+    actions, logp, value = NumpyAgent(agent).act(obs, rng_for(0, 0))
     with torch.no_grad():
         t_logp, _, t_value = agent.evaluate(torch.from_numpy(obs), torch.from_numpy(actions))
     np.testing.assert_allclose(logp, t_logp.numpy(), atol=1e-5)
     np.testing.assert_allclose(value, t_value.numpy(), atol=1e-5)
-    np.testing.assert_allclose(NumpyActor(agent).value(obs), t_value.numpy(), atol=1e-5)
+    np.testing.assert_allclose(NumpyAgent(agent).value(obs), t_value.numpy(), atol=1e-5)
 
 
 def test_actor_sees_optimizer_steps_without_copying():
     agent = _agent()
-    actor = NumpyActor(agent)
+    actor = NumpyAgent(agent)
     obs = np.ones((4, 5), dtype=np.float32)
     before = actor.value(obs).copy()
     opt = torch.optim.Adam(agent.parameters(), lr=0.1)
@@ -48,7 +48,7 @@ def test_actor_sees_optimizer_steps_without_copying():
 def test_sampling_frequencies_follow_the_policy():
     agent = _agent(seed=3)
     obs = np.repeat(np.full((1, 5), 0.3, dtype=np.float32), 30_000, axis=0)
-    actions, _, _ = NumpyActor(agent).act(obs, rng_for(0, 0))
+    actions, _, _ = NumpyAgent(agent).act(obs, rng_for(0, 0))
     with torch.no_grad():
         probs = agent.evaluate(torch.from_numpy(obs[:1]).expand(3, 5), torch.arange(3))[0].exp()
     counts = np.bincount(actions, minlength=3)
@@ -59,7 +59,7 @@ def test_sampling_frequencies_follow_the_policy():
 
 def test_deterministic_is_argmax_and_streams_are_reproducible():
     agent = _agent()
-    actor = NumpyActor(agent)
+    actor = NumpyAgent(agent)
     obs = np.random.default_rng(2).normal(size=(64, 5)).astype(np.float32)
     greedy, _, _ = actor.act(obs, None, deterministic=True)
     with torch.no_grad():
@@ -104,7 +104,7 @@ GAUSSIAN_CASES = [("clip", False, (16, 16)), ("clip", True, (16,)), ("tanh", Fal
 def test_gaussian_logp_and_value_match_torch(bounds, state_dependent, hidden):
     agent = _gaussian_agent(bounds, state_dependent, hidden)
     obs = np.random.default_rng(1).normal(size=(64, 5)).astype(np.float32)
-    actor = NumpyActor(agent)
+    actor = NumpyAgent(agent)
     for deterministic in (False, True):
         actions, logp, value = actor.act(obs, rng_for(0, 0), deterministic)
         assert actions.dtype == np.float32 and actions.shape == (64, 2)
@@ -125,7 +125,7 @@ def test_gaussian_logp_and_value_match_torch(bounds, state_dependent, hidden):
 def test_gaussian_sampling_moments_follow_the_policy(state_dependent):
     agent = _gaussian_agent("clip", state_dependent, seed=3)
     obs = np.repeat(np.full((1, 5), 0.3, dtype=np.float32), 40_000, axis=0)
-    actions, _, _ = NumpyActor(agent).act(obs, rng_for(0, 0))
+    actions, _, _ = NumpyAgent(agent).act(obs, rng_for(0, 0))
     with torch.no_grad():
         mean, log_std = agent.gaussian(agent.pi_head(agent.pi_body(torch.from_numpy(obs[:1]))))
         mean, std = mean[0].numpy(), log_std.exp()[0].numpy()
@@ -145,7 +145,7 @@ def test_gaussian_sampling_moments_follow_the_policy(state_dependent):
 
 def test_actor_sees_log_std_steps_without_copying():
     agent = _gaussian_agent()
-    actor = NumpyActor(agent)
+    actor = NumpyAgent(agent)
     obs = np.ones((4, 5), dtype=np.float32)
     _, before, _ = actor.act(obs, None, deterministic=True)  # −Σ log σ − const
     with torch.no_grad():
@@ -163,7 +163,7 @@ def test_one_hot_mlp_and_table_match_torch():
             for p in agent.parameters():
                 p.normal_()
         obs = np.random.default_rng(0).integers(2, 8, size=40)
-        actions, logp, value = NumpyActor(agent).act(obs, rng_for(0, 0))
+        actions, logp, value = NumpyAgent(agent).act(obs, rng_for(0, 0))
         with torch.no_grad():
             t_logp, _, t_value = agent.evaluate(torch.from_numpy(obs), torch.from_numpy(actions))
         np.testing.assert_allclose(logp, t_logp.numpy(), atol=1e-5)
