@@ -5,7 +5,7 @@
     python benchmarks/speed.py --reps 1 --steps 20000 # a quick look
 
 In one run on one machine, alternating the runners, ``--reps`` repetitions each (every
-training in a fresh process, one torch thread, timing ``learn``/the training loop only):
+training in a fresh process, one torch and one BLAS thread, timing ``learn``/the training loop only):
 
 1. pgrun vs SB3 at RL Zoo's CartPole hyperparameters (8 envs × 32 steps, 20 epochs of one
    256-sample minibatch, γ 0.98, λ 0.8, lr 1e-3 → 0, clip 0.2 → 0, no entropy bonus);
@@ -84,12 +84,13 @@ def child_pgrun(preset: str, steps: int, seed: int) -> dict:
 
 
 def child_sb3(preset: str, steps: int, seed: int) -> dict:
-    import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    torch.set_num_threads(1)
+    from pgrun.train import limit_threads
+
+    limit_threads(1)  # as pgrun does: one torch and one BLAS thread
     p = PRESETS[preset]["sb3"]
     env = make_vec_env("CartPole-v1", n_envs=p["n_envs"], seed=seed)
     lr, clip = p["lr"], p["clip"]
@@ -132,8 +133,9 @@ def child_rollout(preset: str, steps: int, seed: int) -> dict:
 
     from pgrun.policies import Agent
     from pgrun.rollout import Collector
+    from pgrun.train import limit_threads
 
-    torch.set_num_threads(1)
+    limit_threads(1)
     torch.manual_seed(seed)
     p = PRESETS[preset]
     envs = gym.make_vec("CartPole-v1", p["num_envs"], vectorization_mode="vector_entry_point")
@@ -156,8 +158,9 @@ def child_update(preset: str, steps: int, seed: int) -> dict:
     from pgrun.config import PPOConfig
     from pgrun.policies import Agent
     from pgrun.rollout import Collector
+    from pgrun.train import limit_threads
 
-    torch.set_num_threads(1)
+    limit_threads(1)
     torch.manual_seed(seed)
     p = PRESETS[preset]
     envs = gym.make_vec("CartPole-v1", p["num_envs"], vectorization_mode="vector_entry_point")
@@ -188,7 +191,7 @@ def child_profile(preset: str, steps: int, seed: int) -> dict:
 
     phases = {
         "env step": cumulative("cartpole", "step"),
-        "policy inference": cumulative("pgrun/inference", "act"),
+        "policy inference": cumulative("pgrun/numpy_agent", "act"),
         "returns/GAE": cumulative("pgrun/returns", "gae"),
         "update (losses, backward, optimizer)": cumulative("pgrun/algos/ppo", "update")
         - cumulative("pgrun/returns", "gae"),

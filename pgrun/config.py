@@ -168,7 +168,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     total_steps: Any = 100_000
-    torch_threads: int = 1
+    torch_threads: int = 1  # threads per run for torch and NumPy's BLAS
     progress: str = "auto"
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     resume: Any = "auto"  # auto: continue an unfinished run in the folder, skip a complete one; true; false

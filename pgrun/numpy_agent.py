@@ -59,11 +59,13 @@ class Dense:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
-        return x @ self.wt + self.b
+        y = x @ self.wt
+        y += self.b
+        return y
 
     def backward(self, dy: np.ndarray, need_dx: bool) -> np.ndarray | None:
         np.matmul(dy.T, self.x, out=self.gw)
-        np.sum(dy, axis=0, out=self.gb)
+        np.add.reduce(dy, axis=0, out=self.gb)
         return dy @ self.w if need_dx else None
 
 
@@ -101,7 +103,10 @@ class Activation:
 
     def backward(self, dy: np.ndarray, need_dx: bool) -> np.ndarray:
         if self.kind is Tanh:
-            return dy * (1.0 - self.y * self.y)
+            d = np.multiply(self.y, self.y)
+            np.subtract(1.0, d, out=d)
+            d *= dy
+            return d
         x = self.x
         if self.kind is nn.ReLU:
             return dy * (x > 0)
@@ -158,9 +163,12 @@ class Stack:
 
 # ------------------------------------------------------------------------------ agent
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+def _log_softmax_t(z: np.ndarray) -> np.ndarray:
+    """log softmax of each row of z (B × K), returned transposed (K × B, contiguous):
+    NumPy reduces across rows of a K × B array much faster than along short rows."""
+    zt = np.ascontiguousarray(z.T)
+    zt -= np.logaddexp.reduce(zt, axis=0)
+    return zt
 
 
 class NumpyAgent:
@@ -205,12 +213,13 @@ class NumpyAgent:
                 actions = mean + np.exp(log_std) * eps
             logp = self._gaussian_log_prob(mean, log_std, actions)
         else:
-            log_p = _log_softmax(z)
+            log_p = _log_softmax_t(z)
             if deterministic:
                 actions = z.argmax(axis=1)
             else:
-                actions = (log_p - np.log(-np.log(rng.random(z.shape)))).argmax(axis=1)
-            logp = log_p[np.arange(len(z)), actions]
+                gumbel = -np.log(-np.log(rng.random(z.shape)))
+                actions = (log_p + gumbel.T).argmax(axis=0)
+            logp = log_p[actions, np.arange(len(z))]
         value = None
         if self.with_value:
             hv = h if self.shared else self.v_body.forward(obs)
@@ -231,15 +240,14 @@ class NumpyAgent:
         if self.continuous:
             mean, log_std = self._mean_log_std(z)
             logp = self._gaussian_log_prob(mean, log_std, actions)
-            entropy = (0.5 + LOG_SQRT_2PI + log_std).sum(axis=1, dtype=np.float32)
-            if not self.state_dependent_std:
-                entropy = np.broadcast_to(entropy, logp.shape)
-        else:
-            log_p = _log_softmax(z)
+            entropy = np.add.reduce(0.5 + LOG_SQRT_2PI + log_std, axis=1, dtype=np.float32)
+        else:  # K × B layout (``_log_softmax_t``)
+            log_p = _log_softmax_t(z)
             p = np.exp(log_p)
             rows = np.arange(len(z))
-            logp = log_p[rows, actions]
-            entropy = -(p * log_p).sum(axis=1)
+            logp = log_p[actions, rows]
+            entropy = np.add.reduce(p * log_p, axis=0)
+            np.negative(entropy, out=entropy)
             self._cat = (rows, actions, p, log_p, entropy)
         value = None
         if with_value and self.with_value:
@@ -287,11 +295,15 @@ class NumpyAgent:
         """∂L/∂z from ∂L/∂log π and ∂L/∂H (module docstring)."""
         dent = np.asarray(dentropy, dtype=np.float32)
         dent_col = dent[:, None] if dent.ndim else dent
-        if not self.continuous:
+        if not self.continuous:  # K × B, as the forward kept it
             rows, actions, p, log_p, entropy = self._cat
-            dz = -p * (dlogp[:, None] + dent_col * (log_p + entropy[:, None]))
-            dz[rows, actions] += dlogp
-            return dz
+            dz = log_p + entropy
+            dz *= dent
+            dz += dlogp
+            dz *= p
+            np.negative(dz, out=dz)
+            dz[actions, rows] += dlogp
+            return dz.T
         zeta, inv_std, log_std = self._gauss
         dmean = dlogp[:, None] * zeta * inv_std
         dlog_std = dlogp[:, None] * (zeta * zeta - 1.0) + dent_col

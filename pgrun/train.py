@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 
 from pgrun.algos import ALGORITHMS
 from pgrun.checkpoint import (
@@ -42,7 +43,7 @@ from pgrun.evaluate import evaluate
 from pgrun.extras import check_env_dependencies, env_id_of
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.normalize import build_normalizers
-from pgrun.policies import build_agent
+from pgrun.policies import Agent, build_agent
 from pgrun.resume import Plan, plan_run
 from pgrun.rollout import Collector
 from pgrun.runfolder import (
@@ -73,6 +74,13 @@ class NonFiniteError(RuntimeError):
     """A NaN or inf in a loss or parameter: the run stops, keeping its last good checkpoint."""
 
 
+def limit_threads(n: int) -> None:
+    """n threads for torch and for NumPy's BLAS (the update's matrix products). Small
+    networks run fastest on one, and parallel runs of a sweep then do not fight over cores."""
+    torch.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 (seeds third-party code that uses the legacy API)
@@ -89,13 +97,15 @@ def _mean_std(x: np.ndarray) -> tuple[float, float]:
     return (float(x.mean()), float(x.std())) if len(x) else (math.nan, math.nan)
 
 
-def nonfinite(stats: dict, agent: torch.nn.Module) -> list[str]:
+def nonfinite(stats: dict, agent: Agent) -> list[str]:
     """What is NaN/inf after an update: loss stats (when optimizer steps were taken; PPO
     reports ``grad_steps``) and parameters."""
     bad = []
     if stats.get("grad_steps", 1):
         bad += [f"{k}={stats[k]}" for k in LOSS_KEYS
                 if stats.get(k) is not None and not math.isfinite(stats[k])]
+    if np.isfinite(agent.flat_data.numpy()).all():
+        return bad
     bad += [f"parameter {name}" for name, p in agent.named_parameters()
             if not bool(torch.isfinite(p).all())]
     return bad
@@ -140,7 +150,7 @@ class _Run:
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
         cfg, ckpt = self.cfg, self.plan.checkpoint
-        torch.set_num_threads(cfg.torch_threads)
+        limit_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         algo_cls = ALGORITHMS[cfg.algo.name]
         self.envs = make_vec_env(cfg.env, cfg.env.num_envs)

@@ -7,6 +7,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from pgrun.numpy_agent import NumpyAgent
+from pgrun.optim import Adam
 from pgrun.policies import Agent
 from pgrun.rollout import Batch, Collector
 
@@ -40,7 +41,7 @@ class Algorithm:
         budget already used (for annealing). Returns the metrics.csv loss columns."""
         raise NotImplementedError
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+    def optimizers(self) -> dict[str, Adam]:
         raise NotImplementedError
 
     def current_lr(self, progress: float) -> float:
@@ -85,23 +86,25 @@ class Means:
 def normalize(x: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """(x − mean) / (std + eps) with the sample (n − 1) std; left as is for fewer than two
     samples."""
-    if x.size < 2:
+    n = x.size
+    if n < 2:
         return x
-    return ((x - x.mean()) / (x.std(ddof=1) + eps)).astype(x.dtype, copy=False)
+    centered = x - np.add.reduce(x) / n
+    centered /= np.sqrt(np.dot(centered, centered) / (n - 1)) + eps
+    return centered
 
 
-def adam(agent: Agent, role: str, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+def adam(agent: Agent, role: str, lr: float, eps: float = 1e-8) -> Adam:
     """Adam over the ``policy``, ``value`` or ``all`` parameters of ``agent`` as one flat
-    tensor (``Agent.flat_parameter``): one fused kernel per step, the same update rule."""
-    return torch.optim.Adam([agent.flat_parameter(role)], lr=lr, eps=eps, fused=True)
+    vector (``Agent.flat_parameter``)."""
+    return Adam(agent.flat_parameter(role), lr=lr, eps=eps)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+def set_lr(optimizer: Adam, lr: float) -> None:
+    optimizer.lr = lr
 
 
-def step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None) -> float:
+def step(optimizer: Adam, max_grad_norm: float | None) -> float:
     """Optional global gradient-norm clipping, then the optimizer's step, on the gradient
     ``NumpyAgent.backward`` wrote; returns the norm before clipping (nan when not clipping).
 
@@ -109,7 +112,7 @@ def step(optimizer: torch.optim.Optimizer, max_grad_norm: float | None) -> float
     ``torch.nn.utils.clip_grad_norm_``."""
     norm = float("nan")
     if max_grad_norm is not None:
-        grad = optimizer.param_groups[0]["params"][0].grad.numpy()
+        grad = optimizer.grad
         norm = float(np.sqrt(np.dot(grad, grad)))
         scale = max_grad_norm / (norm + 1e-6)
         if scale < 1.0:

@@ -45,10 +45,11 @@ def clipped_surrogate(logp: np.ndarray, old_logp: np.ndarray, adv: np.ndarray,
     unclipped = -adv * ratio
     clipped = -adv * np.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     n = len(logp)
-    loss = float(np.maximum(unclipped, clipped).sum() / n)
-    dlogp = np.where(unclipped >= clipped, unclipped / n, 0.0).astype(np.float32)
-    info = {"approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
-            "clip_frac": float((np.abs(ratio - 1.0) > clip_eps).mean())}
+    loss = float(np.add.reduce(np.maximum(unclipped, clipped))) / n
+    dlogp = np.where(unclipped >= clipped, unclipped / n, np.float32(0.0))
+    ratio -= 1.0  # r − 1
+    info = {"approx_kl": float(np.add.reduce(ratio - log_ratio)) / n,
+            "clip_frac": np.count_nonzero(np.abs(ratio) > clip_eps) / n}
     return loss, dlogp, info
 
 
@@ -61,11 +62,11 @@ def value_loss(values: np.ndarray, old_values: np.ndarray, returns: np.ndarray,
     err = values - returns
     unclipped = err * err
     if clip_eps is None:
-        return float(0.5 * unclipped.sum() / n), (err / n).astype(np.float32)
+        return 0.5 * float(np.add.reduce(unclipped)) / n, err / n
     clipped = old_values + np.clip(values - old_values, -clip_eps, clip_eps) - returns
     clipped *= clipped
-    loss = float(0.5 * np.maximum(unclipped, clipped).sum() / n)
-    return loss, np.where(unclipped >= clipped, err / n, 0.0).astype(np.float32)
+    loss = 0.5 * float(np.add.reduce(np.maximum(unclipped, clipped))) / n
+    return loss, np.where(unclipped >= clipped, err / n, np.float32(0.0))
 
 
 class PPO(Algorithm):
@@ -97,7 +98,7 @@ class PPO(Algorithm):
             # L = L^CLIP − c_H mean(H) + c_V L^V
             self.net.backward(dlogp, -cfg.ent_coef / len(idx), cfg.vf_coef * dvalues)
             grad_norm = step(self.opt, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy.mean(),
+            stats.add(policy_loss=pg_loss, value_loss=v_loss, entropy=np.add.reduce(entropy) / len(idx),
                       grad_norm=grad_norm, **info)
         out = stats.means()
         out.update(lr=lr, clip_eps=clip_eps,
