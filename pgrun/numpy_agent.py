@@ -161,6 +161,69 @@ class Stack:
         return dy
 
 
+class Packed:
+    """The policy and the value towers side by side as one network, for acting.
+
+    Two towers of the same shape on the same input become one twice as wide: the first
+    dense layer stacks both weight matrices ([W_π; W_V] on the shared input), every later
+    one is block-diagonal (diag(W_π, W_V)), so a layer is one matrix product instead of
+    two. The off-diagonal blocks are zeros, so each output is the same sum of products
+    (to float32 rounding: BLAS may order the sums differently). The output is
+    [policy head | value head]. ``fill`` copies the current weights in.
+    """
+
+    def __init__(self, pi: list, v: list):
+        self.pairs, self.layers = [], []
+        first = True
+        for a, b in zip(pi, v, strict=True):
+            if isinstance(a, Dense):
+                (out_a, in_a), (out_b, in_b) = a.w.shape, b.w.shape
+                shape = (in_a, out_a + out_b) if first else (in_a + in_b, out_a + out_b)
+                layer = (np.zeros(shape, dtype=np.float32), np.zeros(out_a + out_b, np.float32))
+                self.pairs.append((a, b, layer, first))
+                self.layers.append(layer)
+                first = False
+            else:
+                self.layers.append(a)  # an activation (same kind in both) or the shared Inputs
+        self.width = pi[-1].w.shape[0]  # the policy head's outputs come first
+        self.fill()
+
+    @staticmethod
+    def fits(pi: list, v: list) -> bool:
+        """Same layer kinds and activations, dense layers only (no tables), Inputs only
+        first: what ``Packed`` can merge."""
+        if len(pi) != len(v) or not pi or not isinstance(pi[-1], Dense):
+            return False
+        for i, (a, b) in enumerate(zip(pi, v, strict=True)):
+            if type(a) is not type(b) or isinstance(a, Table):
+                return False
+            if isinstance(a, Activation) and a.kind is not b.kind:
+                return False
+            if isinstance(a, Inputs) and (i > 0 or a.start != b.start
+                                          or (a.eye is None) != (b.eye is None)):
+                return False
+        return True
+
+    def fill(self) -> None:
+        for a, b, (wt, bias), first in self.pairs:
+            (out_a, in_a) = a.w.shape
+            if first:
+                wt[:, :out_a], wt[:, out_a:] = a.wt, b.wt
+            else:
+                wt[:in_a, :out_a], wt[in_a:, out_a:] = a.wt, b.wt
+            bias[:out_a], bias[out_a:] = a.b, b.b
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(policy head output, V(s))."""
+        for layer in self.layers:
+            if isinstance(layer, tuple):
+                x = x @ layer[0]
+                x += layer[1]
+            else:
+                x = layer.forward(x)
+        return x[:, :self.width], x[:, self.width]
+
+
 # ------------------------------------------------------------------------------ agent
 
 def _log_softmax_t(z: np.ndarray) -> np.ndarray:
@@ -181,12 +244,19 @@ class NumpyAgent:
         if self.with_value:
             self.v_body = self.body if agent.shared else Stack(agent.v_body)
             self.v_head = Stack(agent.v_head)
+        self.packed = None
+        if self.with_value and not self.shared:
+            pi = self.body.layers + self.pi_head.layers
+            v = self.v_body.layers + self.v_head.layers
+            if Packed.fits(pi, v):
+                self.packed = Packed([Activation(x.kind) if isinstance(x, Activation) else x
+                                      for x in pi], v)
         self.obs_dtype = agent.obs_dtype
         self.continuous = agent.continuous
         self.action_dtype, self.action_shape = agent.action_dtype, agent.action_shape
+        self.act_dim = agent.act_dim  # number of Discrete actions, or Box dimensions
         if self.continuous:
             self.bounds = agent.bounds
-            self.act_dim = agent.act_dim
             self.state_dependent_std = agent.state_dependent_std
             if not self.state_dependent_std:
                 self.log_std, self.g_log_std = agent.log_std.detach().numpy(), _grad(agent.log_std)
@@ -195,36 +265,61 @@ class NumpyAgent:
     def value(self, obs: np.ndarray) -> np.ndarray:
         return self.v_head.forward(self.v_body.forward(obs))[:, 0]
 
-    def act(self, obs: np.ndarray, rng: np.random.Generator | None, deterministic: bool = False):
-        """(actions, log π(a|s), V(s) or None).
+    def noise(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Sampling noise for ``shape`` observations (e.g. steps × envs), drawn at once:
+        Gumbel g = −log(−log u), u ~ U[0, 1), per Discrete action, or ε ~ N(0, 1) per Box
+        dimension. One draw of T × N is the same numbers in the same order as T draws of N."""
+        full = (*shape, self.act_dim)
+        if self.continuous:
+            return rng.standard_normal(full, dtype=np.float32)
+        g = rng.random(full)
+        np.log(g, out=g)
+        np.negative(g, out=g)
+        np.log(g, out=g)
+        np.negative(g, out=g)
+        return g
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator | None, deterministic: bool = False,
+            noise: np.ndarray | None = None):
+        """(actions, log π(a|s), V(s) or None), with ``noise`` (from ``noise``) or fresh
+        noise from ``rng``.
 
         Categorical: samples with the Gumbel-max trick, a = argmax_k(z_k + g_k),
-        g_k = −log(−log u_k), or takes argmax_k z_k when ``deterministic``.
+        or takes argmax_k z_k when ``deterministic``.
         Gaussian: u = μ + σ·ε (or μ when ``deterministic``), the unbounded sample that is
         stored and scored; ``to_env`` maps it into the bounds."""
-        h = self.body.forward(obs)
-        z = self.pi_head.forward(h)
+        if noise is None and not deterministic:
+            noise = self.noise(rng, (len(obs),))
+        if self.packed is not None:
+            z, value = self.packed.forward(obs)
+        else:
+            h = self.body.forward(obs)
+            z = self.pi_head.forward(h)
+            value = None
+            if self.with_value:
+                value = self.v_head.forward(h if self.shared else self.v_body.forward(obs))[:, 0]
         if self.continuous:
             mean, log_std = self._mean_log_std(z)
             if deterministic:
                 actions = mean.copy()
             else:
-                eps = rng.standard_normal(mean.shape, dtype=np.float32)
-                actions = mean + np.exp(log_std) * eps
+                actions = mean + np.exp(log_std) * noise
             logp = self._gaussian_log_prob(mean, log_std, actions)
         else:
             log_p = _log_softmax_t(z)
             if deterministic:
                 actions = z.argmax(axis=1)
             else:
-                gumbel = -np.log(-np.log(rng.random(z.shape)))
-                actions = (log_p + gumbel.T).argmax(axis=0)
+                actions = (log_p + noise.T).argmax(axis=0)
             logp = log_p[actions, np.arange(len(z))]
-        value = None
-        if self.with_value:
-            hv = h if self.shared else self.v_body.forward(obs)
-            value = self.v_head.forward(hv)[:, 0]
         return actions, logp, value
+
+    def sync(self) -> None:
+        """Refresh ``act``'s packed copy of the weights (``Packed``) after they changed:
+        ``act`` uses the weights as of construction or the last ``sync`` (the Collector
+        syncs at the start of every batch, during which the weights are fixed)."""
+        if self.packed is not None:
+            self.packed.fill()
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         """The actions to send to the env: Gaussian samples mapped into the Box's bounds

@@ -134,16 +134,22 @@ class Collector:
             used = len(old["obs"])
             for key, arr in buf.items():
                 arr[:used] = old[key]
-        self._buf = buf
+        raw = np.zeros((capacity, n))  # the envs' own rewards, for episode returns
+        if old is not None:
+            raw[:used] = self._raw_rewards
+        self._buf, self._raw_rewards = buf, raw
         self.capacity = capacity
 
-    def _step(self, t: int, active: np.ndarray | None) -> np.ndarray:
-        """One vector step into row t; returns which envs finished an episode."""
+    def _step(self, t: int, active: np.ndarray | None, noise: np.ndarray | None = None
+              ) -> np.ndarray:
+        """One vector step into row t (with the step's sampling noise, else fresh noise
+        from the Collector's generator); returns which envs finished an episode."""
         b = self._buf
         obs = self.policy_obs()
-        actions, logp, value = self.actor.act(obs, self.rng)
+        actions, logp, value = self.actor.act(obs, self.rng, noise=noise)
         next_obs, reward, terminated, truncated, _ = self.envs.step(self.actor.to_env(actions))
 
+        done = terminated | truncated
         valid = ~self.autoreset if active is None else active & ~self.autoreset
         b["obs"][t] = obs
         b["actions"][t] = actions
@@ -151,23 +157,46 @@ class Collector:
         if value is not None:
             b["values"][t] = value
         b["rewards"][t] = reward if self.reward_scaler is None else \
-            self.reward_scaler.scale(reward, valid, terminated | truncated)
+            self.reward_scaler.scale(reward, valid, done)
+        self._raw_rewards[t] = reward
         b["terminated"][t] = terminated
         b["truncated"][t] = truncated
         b["valid"][t] = valid
-
-        self.ep_return += np.where(valid, reward, 0.0)
-        self.ep_length += valid
-        ended = (terminated | truncated) & valid
-        if ended.any():
-            self.done_returns.append(self.ep_return[ended])
-            self.done_lengths.append(self.ep_length[ended])
-            self.ep_return[ended] = 0.0
-            self.ep_length[ended] = 0
-        self.autoreset = terminated | truncated
+        self.autoreset = done
         self._observe(next_obs)
         self.fresh = False
-        return ended
+        return done & valid
+
+    def _account(self, T: int) -> None:
+        """Episode returns and lengths (raw rewards) from the batch's first T rows, once
+        per batch rather than per step: the episodes that ended go to ``pop_episodes`` in
+        the order they ended; the unfinished ones carry over to the next batch.
+
+        With C the per-env running sums of the valid rewards (and step counts), starting
+        from the carried-in partial episode, an episode ending at step t after the env's
+        previous end at t' has return C[t] − C[t'] (C[t] for its first end)."""
+        b = self._buf
+        valid = b["valid"][:T]
+        sums = np.cumsum(np.where(valid, self._raw_rewards[:T], 0.0), axis=0)
+        sums += self.ep_return
+        steps = np.cumsum(valid, axis=0)
+        steps += self.ep_length
+        t_end, n_end = np.nonzero((b["terminated"][:T] | b["truncated"][:T]) & valid)
+        ret_base, len_base = np.zeros(self.n), np.zeros(self.n, dtype=np.int64)
+        if len(t_end):
+            order = np.lexsort((t_end, n_end))  # by env, then time
+            t_e, n_e = t_end[order], n_end[order]
+            ret, length = sums[t_e, n_e], steps[t_e, n_e]
+            after = np.zeros(len(t_e), dtype=bool)  # the env's earlier episode ended before
+            after[1:] = n_e[1:] == n_e[:-1]
+            rets, lens = np.empty_like(ret), np.empty_like(length)
+            rets[order] = ret - np.where(after, np.roll(ret, 1), 0.0)
+            lens[order] = length - np.where(after, np.roll(length, 1), 0)
+            self.done_returns.append(rets)
+            self.done_lengths.append(lens)
+            ret_base[n_e], len_base[n_e] = ret, length  # the last end of each env wins
+        self.ep_return = sums[T - 1] - ret_base
+        self.ep_length = steps[T - 1] - len_base
 
     def _batch(self, T: int) -> Batch:
         b = {k: v[:T].copy() for k, v in self._buf.items()}
@@ -180,17 +209,21 @@ class Collector:
 
     def collect_steps(self, num_steps: int) -> Batch:
         """num_steps steps of every env, continuing the running episodes."""
+        self.actor.sync()  # the weights changed since the last batch
         if self.stale:
             self._reset()
         if num_steps > self.capacity:
             self._alloc(num_steps)
+        noise = self.actor.noise(self.rng, (num_steps, self.n))
         for t in range(num_steps):
-            self._step(t, None)
+            self._step(t, None, noise[t])
+        self._account(num_steps)
         return self._batch(num_steps)
 
     def collect_episodes(self, per_env: int, reset_seeds: list[int] | None = None) -> Batch:
         """Exactly ``per_env`` whole episodes from every env, starting from a reset
         (with one seed per env when ``reset_seeds`` is given: GRPO's groups)."""
+        self.actor.sync()
         if reset_seeds is not None or not self.fresh:
             self._reset(reset_seeds)
         counts = np.zeros(self.n, dtype=np.int64)
@@ -200,6 +233,7 @@ class Collector:
                 self._alloc(2 * self.capacity)
             counts += self._step(t, counts < per_env)
             t += 1
+        self._account(t)
         self.stale = True
         return self._batch(t)
 
