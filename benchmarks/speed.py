@@ -5,7 +5,8 @@
     python benchmarks/speed.py --reps 1 --steps 20000 # a quick look
 
 In one run on one machine, alternating the runners, ``--reps`` repetitions each (every
-training in a fresh process, one torch and one BLAS thread, timing ``learn``/the training loop only):
+training in a fresh process, one torch and one BLAS thread; timed on training alone:
+SB3's ``learn``, pgrun's training loop less its evaluation phase):
 
 1. pgrun vs SB3 at RL Zoo's CartPole hyperparameters (8 envs × 32 steps, 20 epochs of one
    256-sample minibatch, γ 0.98, λ 0.8, lr 1e-3 → 0, clip 0.2 → 0, no entropy bonus);
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import platform
 import pstats
 import resource
@@ -78,7 +80,9 @@ def child_pgrun(preset: str, steps: int, seed: int) -> dict:
         cfg = compose("config", overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:
         summary = train(cfg, Path(tmp))
-    return {"steps": summary["steps"], "wall_s": summary["wall_time_s"],
+    # timed like SB3's learn(): training only, so the loop's evaluation phase is left out
+    train_s = summary["wall_time_s"] - summary["time_s"].get("eval", 0.0)
+    return {"steps": summary["steps"], "wall_s": train_s, "loop_wall_s": summary["wall_time_s"],
             "final_eval": summary["final_eval_return"], "phases": summary["time_s"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -218,6 +222,16 @@ def spawn(kind: str, arg, steps: int, seed: int) -> dict:
 
 # ------------------------------------------------------------------ orchestration
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def markdown_table(df) -> str:
     head = "| " + " | ".join(df.columns) + " |"
     rule = "|" + "---|" * len(df.columns)
@@ -270,7 +284,7 @@ def main() -> None:
             "pure_update_s": round(upd, 2), "pgrun_wall_s": round(pg_wall, 2),
             "update_share": round(upd / pg_wall, 3),
             "eval_log_share": round((phases.get("eval", 0) + phases.get("log", 0))
-                                    / runs["pgrun"][0]["wall_s"], 4),
+                                    / runs["pgrun"][0]["loop_wall_s"], 4),
             "pgrun_final_eval": evals["pgrun"], "sb3_final_eval": evals["sb3"],
             "pgrun_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["pgrun"])),
             "sb3_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["sb3"])),
@@ -283,10 +297,10 @@ def main() -> None:
 
     table = pd.DataFrame(rows)
     table.to_csv(args.out / "results.csv", index=False)
-    machine = f"{platform.processor() or platform.machine()}, {platform.system()}, " \
+    machine = f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, " \
               f"Python {platform.python_version()}"
     lines = [f"# pgrun vs Stable-Baselines3: PPO on CartPole-v1 ({time.strftime('%Y-%m-%d')})",
-             "", f"Machine: {machine}; one torch thread per process. Command: "
+             "", f"Machine: {machine}; one torch and one BLAS thread per process. Command: "
              f"`python benchmarks/speed.py --steps {args.steps} --reps {args.reps}`.", "",
              markdown_table(table), ""]
     for preset, prof in notes:
