@@ -72,9 +72,10 @@ def gae(
     nonterminal = 1.0 - terminated.astype(dtype)
     carry_on = nonterminal * (1.0 - truncated.astype(dtype))
     deltas = rewards + gamma * nonterminal * next_value - values
+    decay = gamma * lam * carry_on
     adv = np.empty_like(rewards)
     running = np.zeros(rewards.shape[1:], dtype=dtype)
     for t in range(len(rewards) - 1, -1, -1):
-        running = deltas[t] + gamma * lam * carry_on[t] * running
-        adv[t] = running
+        running = np.multiply(decay[t], running, out=adv[t])
+        running += deltas[t]
     return adv, adv + values
