@@ -33,7 +33,7 @@ from scipy.special import erf
 from torch import nn
 
 from pgrun.distributions import LOG_SQRT_2PI, LOG_STD_MAX, LOG_STD_MIN
-from pgrun.policies import ACTIVATIONS, Agent, OneHot, StateIndex, Tanh
+from pgrun.policies import ACTIVATIONS, Agent, OneHot, StateIndex
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
@@ -91,8 +91,8 @@ class Activation:
         self.kind = kind
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if self.kind is Tanh:
-            self.y = np.tanh(x)
+        if self.kind is nn.Tanh:  # in place: x is always a dense layer's fresh output
+            self.y = np.tanh(x, out=x)
             return self.y
         self.x = x
         if self.kind is nn.ReLU:
@@ -102,7 +102,7 @@ class Activation:
         return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0))).astype(x.dtype)  # GELU
 
     def backward(self, dy: np.ndarray, need_dx: bool) -> np.ndarray:
-        if self.kind is Tanh:
+        if self.kind is nn.Tanh:
             d = np.multiply(self.y, self.y)
             np.subtract(1.0, d, out=d)
             d *= dy

@@ -46,35 +46,7 @@ from pgrun.distributions import (
 )
 from pgrun.envs.factory import check_spaces
 
-
-class _NumpyTanh(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        y = torch.from_numpy(np.tanh(x.detach().numpy()))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)  # grad · (1 − y²), as torch's own tanh
-
-
-class Tanh(nn.Module):
-    """tanh computed by NumPy's vectorized kernel on CPU tensors.
-
-    torch 2.13's CPU tanh is scalar: 58 µs for a 256×64 float32 batch on the reference
-    machine against 3.7 µs for ``np.tanh``, a fifth of a PPO gradient step. Same function
-    (to float32 rounding), same backward formula; other devices use ``torch.tanh``.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.is_contiguous():
-            return _NumpyTanh.apply(x)
-        return torch.tanh(x)
-
-
-ACTIVATIONS = {"tanh": Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 
 
 class StateIndex(nn.Module):

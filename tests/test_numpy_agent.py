@@ -72,17 +72,6 @@ def test_deterministic_is_argmax_and_streams_are_reproducible():
     assert not np.array_equal(a1, a3)
 
 
-def test_numpy_tanh_module_matches_torch_tanh_and_its_gradient():
-    from pgrun.policies import Tanh
-
-    x = torch.randn(7, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(Tanh(), (x,))
-    x32 = torch.randn(256, 64) * 3
-    torch.testing.assert_close(Tanh()(x32), torch.tanh(x32), atol=2e-7, rtol=0)
-    strided = x32.t()  # non-contiguous input takes torch's own path
-    torch.testing.assert_close(Tanh()(strided), torch.tanh(strided))
-
-
 # ------------------------------------------------------------------ Gaussian head (Box actions)
 def _gaussian_agent(bounds="clip", state_dependent=False, hidden=(16, 16), seed=0, act_dim=2):
     from pgrun.distributions import ActionBounds
