@@ -4,11 +4,15 @@ Two problems small enough that J(θ) is computable exactly (so autograd gives th
 ∇J) and large enough that a Monte-Carlo estimate has a well-defined standard error:
 
 * a 3-arm Bernoulli bandit with a softmax policy (one-step episodes, ``reinforce_loss``
-  on samples drawn with ``Agent.act``);
+  on samples drawn with ``Agent.act``, carried to the parameters by ``NumpyAgent``);
 * a 3-step MDP with stochastic start and transitions, sampled through pgrun's own path
   (``SyncVectorEnv`` → ``Collector.collect_episodes`` via ``Reinforce.collect``) and
   turned into a gradient by ``Reinforce.update`` itself (its optimizer step is replaced
   by one that records the gradient).
+
+The exact ∇J is torch autograd through the reference ``Agent.evaluate``; the estimates
+go through the update's own path (``NumpyAgent.evaluate`` → ``reinforce_loss`` →
+``NumpyAgent.backward`` → the Agent's gradient buffer).
 
 The tolerance is 4 standard errors per component, the SE computed from the per-episode
 gradients (whose mean is checked to be the loss gradient, so the SE is the SE of the very
@@ -18,6 +22,7 @@ be rejected by the same tolerance, so the comparison has teeth.
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -26,8 +31,9 @@ import pytest
 import torch
 
 import pgrun.algos.reinforce as reinforce_mod
-from pgrun.algos.base import valid_tensors
+from pgrun.algos.base import valid_arrays
 from pgrun.algos.reinforce import Reinforce, reinforce_loss
+from pgrun.numpy_agent import NumpyAgent
 from pgrun.policies import Agent
 from pgrun.returns import episode_total_return, reward_to_go
 from pgrun.rollout import Collector
@@ -41,8 +47,26 @@ def max_z(estimate: np.ndarray, target: np.ndarray, se: np.ndarray) -> float:
     return float(np.max(np.abs(estimate - target) / se))
 
 
-def flat_grad(params) -> np.ndarray:
-    return torch.cat([p.grad.reshape(-1) for p in params]).detach().double().numpy()
+def autograd_flat(output: torch.Tensor, params) -> np.ndarray:
+    """∂output/∂params by torch autograd, concatenated (float64); ``.grad`` untouched."""
+    grads = torch.autograd.grad(output, params)
+    return torch.cat([g.reshape(-1) for g in grads]).double().numpy()
+
+
+def policy_grad(agent: Agent) -> np.ndarray:
+    """The policy's slice of the Agent's gradient buffer (what its optimizer steps on)."""
+    return agent.flat_parameter("policy").grad.double().numpy().copy()
+
+
+def numpy_agent_grad(agent: Agent, obs: np.ndarray, actions: np.ndarray, psi: np.ndarray,
+                     n_episodes: int, ent_coef: float = 0.0) -> tuple[float, np.ndarray]:
+    """(policy loss, ∂L/∂θ) of reinforce_loss (+ the entropy bonus −c_H/M Σ H) through the
+    update's path: NumpyAgent.evaluate → reinforce_loss → NumpyAgent.backward."""
+    net = NumpyAgent(agent)
+    logp, _, _ = net.evaluate(obs, actions)
+    loss, dlogp = reinforce_loss(logp, psi, n_episodes)
+    net.backward(dlogp, -ent_coef / n_episodes)
+    return loss, policy_grad(agent)
 
 
 # ------------------------------------------------------------------------ 3-arm bandit
@@ -60,13 +84,9 @@ def bandit_agent() -> Agent:
 
 def bandit_exact_grad(agent: Agent) -> tuple[np.ndarray, torch.Tensor]:
     """∇J for J = Σ_a π(a) p(a), by autograd on the exact J; also π."""
-    agent.zero_grad(set_to_none=True)
     logp, _, _ = agent.evaluate(torch.ones(3, 1), torch.arange(3))
     pi = logp.exp()
-    (pi * PAYOUT).sum().backward()
-    grad = flat_grad(agent.policy_parameters())
-    agent.zero_grad(set_to_none=True)
-    return grad, pi.detach()
+    return autograd_flat((pi * PAYOUT).sum(), agent.policy_parameters()), pi.detach()
 
 
 def test_bandit_exact_gradient_matches_closed_form():
@@ -87,12 +107,18 @@ def test_bandit_reinforce_loss_matches_exact_gradient():
     actions, act_logp, _ = agent.act(obs)
     rewards = (torch.rand(M) < PAYOUT[actions]).float()
 
-    logp, entropy, _ = agent.evaluate(obs, actions)
-    torch.testing.assert_close(logp.detach(), act_logp)  # act's log-prob is evaluate's
-    loss, policy_loss = reinforce_loss(logp, rewards, entropy, n_episodes=M, ent_coef=0.0)
-    assert torch.equal(loss, policy_loss)
-    loss.backward()
-    estimate = -flat_grad(agent.policy_parameters())  # the loss is −Ĵ
+    obs_np, actions_np, rewards_np = obs.numpy(), actions.numpy(), rewards.numpy()
+    logp, _, _ = NumpyAgent(agent).evaluate(obs_np, actions_np)
+    np.testing.assert_allclose(logp, act_logp.numpy(), atol=1e-6)  # act's log-prob is evaluate's
+    loss, dlogp = reinforce_loss(logp, rewards_np, n_episodes=M)
+    # the returned derivative is that of the reference formula −(1/M) Σ log π Ψ
+    t_logp = torch.from_numpy(logp.astype(np.float64)).requires_grad_()
+    t_loss = -(t_logp * rewards.double()).sum() / M
+    assert loss == pytest.approx(float(t_loss.detach()), rel=1e-6)
+    t_loss.backward()
+    np.testing.assert_allclose(dlogp, t_logp.grad.numpy(), rtol=1e-6)
+    _, grad = numpy_agent_grad(agent, obs_np, actions_np, rewards_np, M)
+    estimate = -grad  # the loss is −Ĵ
 
     # per-episode gradients (e_a − π) r of log π(a) r: their mean must be the estimate
     score = torch.nn.functional.one_hot(actions, 3).double() - pi.double()
@@ -110,26 +136,27 @@ def test_bandit_reinforce_loss_matches_exact_gradient():
 
 
 def test_bandit_entropy_bonus_gradient_is_exact():
-    """The entropy term of reinforce_loss is −c_H (1/M) Σ H, H computed exactly per state,
-    so its gradient is exactly −c_H ∇H(π) with no sampling noise."""
+    """The entropy bonus −c_H (1/M) Σ H (∂L/∂H = −c_H/M, passed to NumpyAgent.backward),
+    H computed exactly per state, so its gradient is exactly −c_H ∇H(π) with no sampling
+    noise."""
     torch.manual_seed(0)
     agent = bandit_agent()
     M, c = 50, 0.3
     obs = torch.ones(M, 1)
     actions, _, _ = agent.act(obs)
-    psi = torch.randn(M)
+    psi = torch.randn(M).numpy()
 
     def grad_of(ent_coef: float) -> np.ndarray:
-        agent.zero_grad(set_to_none=True)
-        logp, entropy, _ = agent.evaluate(obs, actions)
-        reinforce_loss(logp, psi, entropy, M, ent_coef)[0].backward()
-        return flat_grad(agent.policy_parameters())
+        return numpy_agent_grad(agent, obs.numpy(), actions.numpy(), psi, M, ent_coef)[1]
 
     diff = grad_of(c) - grad_of(0.0)
-    agent.zero_grad(set_to_none=True)
     logp_all, _, _ = agent.evaluate(torch.ones(3, 1), torch.arange(3))
-    (-(logp_all.exp() * logp_all).sum()).backward()  # H(π)
-    np.testing.assert_allclose(diff, -c * flat_grad(agent.policy_parameters()), atol=1e-6)
+    grad_h = autograd_flat(-(logp_all.exp() * logp_all).sum(), agent.policy_parameters())  # ∇H(π)
+    assert np.max(np.abs(grad_h)) > 0.05
+    np.testing.assert_allclose(diff, -c * grad_h, atol=1e-6)
+    # the sign and the 1/M are visible at that tolerance
+    assert np.max(np.abs(diff - c * grad_h)) > 100 * 1e-6
+    assert np.max(np.abs(diff + c * M * grad_h)) > 100 * 1e-6
 
 
 # ------------------------------------------------------------------------ 3-step MDP
@@ -223,26 +250,32 @@ def test_mdp_exact_J_matches_trajectory_enumeration():
         assert float(mdp_exact_J(agent)) == pytest.approx(total, rel=1e-6)
 
 
-def reinforce_cfg(reward_to_go: bool, episodes: int):
+def reinforce_cfg(reward_to_go: bool, episodes: int, ent_coef: float = 0.0):
     return SimpleNamespace(lr=1e-2, gamma=1.0, reward_to_go=reward_to_go,
-                           normalize_returns=False, episodes_per_update=episodes, ent_coef=0.0,
-                           max_grad_norm=None, anneal_lr=False)
+                           normalize_returns=False, episodes_per_update=episodes,
+                           ent_coef=ent_coef, max_grad_norm=None, anneal_lr=False)
 
 
 def update_gradient(algo: Reinforce, batch, monkeypatch) -> np.ndarray:
-    """The gradient of the loss ``Reinforce.update`` builds, its optimizer step skipped."""
+    """The gradient ``Reinforce.update`` hands its optimizer, the step itself skipped."""
     captured = {}
 
-    def record_step(optimizer, loss, params, max_grad_norm):
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        captured["grad"] = flat_grad(params)
+    def record_step(optimizer, max_grad_norm):
+        assert optimizer is algo.opt and max_grad_norm is None
+        captured["grad"] = optimizer.grad.astype(np.float64)
         return float("nan")
 
     monkeypatch.setattr(reinforce_mod, "step", record_step)
-    before = [p.detach().clone() for p in algo.params]
+    # the optimizer works on the policy's slice of the Agent's flat buffers
+    policy = algo.agent.flat_parameter("policy")
+    assert np.shares_memory(algo.opt.param, policy.detach().numpy())
+    assert np.shares_memory(algo.opt.grad, policy.grad.numpy())
+    assert algo.opt.param.size == sum(p.numel() for p in algo.agent.policy_parameters())
+    algo.agent.flat_grad.fill_(np.nan)  # whatever was there must be overwritten
+    before = algo.agent.flat_data.clone()
     algo.update(batch, progress=0.0)
-    assert all(torch.equal(a, p) for a, p in zip(before, algo.params, strict=True))
+    assert torch.equal(before, algo.agent.flat_data)
+    np.testing.assert_array_equal(captured["grad"], policy_grad(algo.agent))
     return captured["grad"]
 
 
@@ -279,10 +312,7 @@ def mdp_batch():
     batch = Reinforce(reinforce_cfg(True, episodes), agent, num_envs).collect(collector)
     envs.close()
 
-    agent.zero_grad(set_to_none=True)
-    mdp_exact_J(agent).backward()
-    exact = flat_grad(agent.policy_parameters())
-    agent.zero_grad(set_to_none=True)
+    exact = autograd_flat(mdp_exact_J(agent), agent.policy_parameters())
     return SimpleNamespace(agent=agent, batch=batch, exact=exact, num_envs=num_envs,
                            episodes=episodes)
 
@@ -313,14 +343,16 @@ def test_mdp_reinforce_update_gradient_matches_exact(mdp_batch, reward_to_go_wei
         rtg, batch.episode_starts())
     np.testing.assert_array_equal(psi[batch.valid], expected_psi[batch.valid])
 
-    # the same gradient from reinforce_loss on the valid steps, written out here
-    data = valid_tensors(batch, obs=batch.obs, actions=batch.actions, psi=psi)
-    agent.zero_grad(set_to_none=True)
-    logp, entropy, _ = agent.evaluate(data["obs"], data["actions"])
-    reinforce_loss(logp, data["psi"], entropy, mdp_batch.episodes, 0.0)[0].backward()
-    np.testing.assert_allclose(-flat_grad(agent.policy_parameters()), estimate,
+    # the same gradient by torch autograd of the reference loss −(1/M) Σ log π Ψ on the
+    # valid steps, written out here (in float64: a float32 sum over 60 000 steps in torch
+    # is itself off by ~1e-5 relative)
+    data = valid_arrays(batch, obs=batch.obs, actions=batch.actions, psi=psi)
+    ref = copy.deepcopy(agent).double()
+    logp, _, _ = ref.evaluate(torch.from_numpy(data["obs"]).double(),
+                              torch.from_numpy(data["actions"]))
+    ref_loss = -(logp * torch.from_numpy(data["psi"]).double()).sum() / mdp_batch.episodes
+    np.testing.assert_allclose(-autograd_flat(ref_loss, ref.policy_parameters()), estimate,
                                rtol=1e-5, atol=1e-6)
-    agent.zero_grad(set_to_none=True)
 
     per_ep = per_episode_gradients(agent, batch, psi)
     assert len(per_ep) == mdp_batch.episodes
@@ -331,6 +363,28 @@ def test_mdp_reinforce_update_gradient_matches_exact(mdp_batch, reward_to_go_wei
     assert max_z(estimate, -exact, se) > Z_REJECT
     assert max_z(estimate, 2.0 * exact, se) > Z_REJECT
     assert max_z(estimate, exact / H, se) > Z_REJECT  # averaging over steps, not episodes
+
+
+def test_mdp_update_entropy_bonus_is_averaged_over_episodes(mdp_batch, monkeypatch):
+    """With ent_coef = c the update's gradient gains exactly that of −(c/M) Σ_t H_t over
+    the batch's valid steps (M episodes), checked by float64 autograd; the per-step mean
+    −c · mean_t H_t or a flipped sign would be off by far more than the tolerance."""
+    agent, batch = mdp_batch.agent, mdp_batch.batch
+    M, c = mdp_batch.episodes, 0.05
+
+    def grad_with(ent_coef: float) -> np.ndarray:
+        algo = Reinforce(reinforce_cfg(True, M, ent_coef), agent, mdp_batch.num_envs)
+        return update_gradient(algo, batch, monkeypatch)
+
+    diff = grad_with(c) - grad_with(0.0)
+    data = valid_arrays(batch, obs=batch.obs, actions=batch.actions)
+    ref = copy.deepcopy(agent).double()
+    _, entropy, _ = ref.evaluate(torch.from_numpy(data["obs"]).double(),
+                                 torch.from_numpy(data["actions"]))
+    want = autograd_flat(-c * entropy.sum() / M, ref.policy_parameters())
+    np.testing.assert_allclose(diff, want, rtol=1e-4, atol=1e-6)
+    assert np.max(np.abs(want - want * M / len(entropy))) > 100 * 1e-6  # mean over steps
+    assert np.max(np.abs(2 * want)) > 100 * 1e-6  # the opposite sign
 
 
 def test_mdp_reward_to_go_has_lower_variance(mdp_batch):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from pgrun.algos.grpo import GRPO, group_advantages
+import pgrun.algos.grpo as grpo_mod
+from pgrun.algos.grpo import GRPO, group_advantages, kl_k3
 from pgrun.config import ConfigError, GRPOConfig
 from pgrun.policies import Agent
 from pgrun.rollout import Collector
@@ -66,6 +70,86 @@ def test_update_moves_towards_high_advantage_episodes_and_kl_starts_at_zero():
     with torch.no_grad():
         after = (algo.agent.evaluate(obs, actions)[0] * weights).sum()
     assert after > before  # log-probs of above-average episodes went up
+
+
+def torch_k3(logp, old_logp):
+    """(k3, ∂k3/∂log π) of the reference E[π_old/π − log(π_old/π) − 1], float64 autograd."""
+    t_logp = torch.tensor(logp, dtype=torch.float64, requires_grad=True)
+    x = torch.tensor(old_logp, dtype=torch.float64) - t_logp
+    k3 = (x.exp() - x - 1.0).mean()
+    k3.backward()
+    return float(k3.detach()), t_logp.grad.numpy()
+
+
+def test_kl_k3_by_hand_and_against_autograd():
+    old_logp = np.array([-1.0, -0.5, -2.0], dtype=np.float32)
+    logp = old_logp + np.log(np.array([2.0, 0.5, 1.0], dtype=np.float32))  # π/π_old
+    k3, grad = kl_k3(logp, old_logp)
+    # per sample (x = log π_old/π): eˣ − x − 1 = 0.5 + ln 2 − 1, 2 − ln 2 − 1, 0
+    assert k3 == pytest.approx(((0.5 + math.log(2) - 1) + (1 - math.log(2))) / 3, rel=1e-6)
+    # ∂/∂log π = (1 − eˣ)/B: (1 − ½)/3, (1 − 2)/3, 0
+    np.testing.assert_allclose(grad, [0.5 / 3, -1 / 3, 0.0], rtol=1e-6, atol=1e-8)
+    assert grad.dtype == np.float32
+    ref_k3, ref_grad = torch_k3(logp, old_logp)
+    assert k3 == pytest.approx(ref_k3, rel=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-8)
+    # non-negative, zero exactly at π = π_old, where its gradient vanishes too
+    zero, zero_grad = kl_k3(old_logp, old_logp)
+    assert zero == 0.0 and not zero_grad.any()
+    rng = np.random.default_rng(0)
+    old = rng.uniform(-3, 0, 200)
+    new = old + rng.normal(0, 0.5, 200)
+    k3, grad = kl_k3(new, old)
+    ref_k3, ref_grad = torch_k3(new, old)
+    assert k3 > 0 and k3 == pytest.approx(ref_k3, rel=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-9)
+
+
+def test_later_epoch_gradient_matches_the_reference_loss_with_kl():
+    """The second epoch's gradient (π ≠ π_old: the KL term and the clip are live) equals
+    float64 autograd of the reference loss
+    mean(max(−Â r, −Â clamp(r, 1±ε))) + β mean(π_old/π − log(π_old/π) − 1) − c_H mean(H)
+    at the parameters that step saw; without the KL term it would not."""
+    algo, collector = _grpo(num_epochs=2, num_minibatches=1, kl_coef=0.5, ent_coef=0.01,
+                            lr=0.03, anneal_lr=False)
+    batch = algo.collect(collector)
+    agent, cfg = algo.agent, algo.cfg
+    real_step = grpo_mod.step
+    seen = []
+
+    def record_then_step(optimizer, max_grad_norm):
+        assert optimizer is algo.opt
+        seen.append((agent.flat_data.clone(), torch.from_numpy(optimizer.grad.copy())))
+        return real_step(optimizer, max_grad_norm)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(grpo_mod, "step", record_then_step)
+        algo.update(batch, 0.0)
+    assert len(seen) == 2
+    theta, got = seen[1]
+
+    ref = copy.deepcopy(agent)
+    ref.flat_data.copy_(theta)
+    ref = ref.double()
+    params = ref.policy_parameters()
+    mask = batch.valid
+    adv = torch.from_numpy(algo.step_advantages(batch)[mask]).double()
+    old_logp = torch.from_numpy(batch.logp[mask]).double()
+    logp, entropy, _ = ref.evaluate(torch.from_numpy(batch.obs[mask]).double(),
+                                    torch.from_numpy(batch.actions[mask]))
+    ratio = (logp - old_logp).exp()
+    pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps)).mean()
+    x = old_logp - logp
+    kl = (x.exp() - x - 1.0).mean()
+    ent = -cfg.ent_coef * entropy.mean()
+    want = torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        pg + cfg.kl_coef * kl + ent, params, retain_graph=True)])
+    tol = 1e-6 + 1e-4 * want.abs()
+    assert bool(((got.double() - want).abs() <= tol).all())
+    assert 0 < int(((ratio - 1).abs() > cfg.clip_eps).sum()) < len(ratio)
+    kl_grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(
+        cfg.kl_coef * kl, params, retain_graph=True)])
+    assert bool((kl_grad.abs() > 10 * tol).any())  # the KL term is visible at the tolerance
 
 
 def test_native_vector_env_is_refused_with_a_clear_message():

@@ -68,22 +68,40 @@ def test_numpy_row_lookup_matches_torch():
 
 
 def test_reinforce_gradient_reaches_only_the_visited_rows():
+    """Through the update's path (NumpyAgent.evaluate → reinforce_loss → backward with the
+    entropy bonus ∂L/∂H = −c_H/M): only the visited rows get a gradient, and it is the
+    tabular softmax policy gradient."""
     agent = _randomize(_agent(with_value=False))
     visited = [1, 4, 4, 9, 1]
-    obs, actions = torch.tensor(visited), torch.tensor([0, 3, 2, 1, 1])
-    logp, entropy, _ = agent.evaluate(obs, actions)
-    loss, _ = reinforce_loss(logp, torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0]), entropy,
-                             n_episodes=2, ent_coef=0.01)
-    loss.backward()
-    grad = agent.pi_head.weight.grad
+    obs, actions = np.array(visited), np.array([0, 3, 2, 1, 1])
+    psi = np.array([1.0, -2.0, 0.5, 3.0, 1.0], dtype=np.float32)
+    M, c = 2, 0.01
+    net = NumpyAgent(agent)
+    logp, _, _ = net.evaluate(obs, actions)
+    _, dlogp = reinforce_loss(logp, psi, n_episodes=M)
+    agent.flat_grad.fill_(5.0)  # stale gradients in unvisited rows must not survive
+    net.backward(dlogp, -c / M)
+    grad = agent.pi_head.weight.grad  # a view of the buffer backward wrote
     rows = set(torch.nonzero(grad.abs().sum(1)).flatten().tolist())
     assert rows == {1, 4, 9}
     # and the row gradient is the softmax policy gradient: −Σ_t Ψ_t (onehot(a_t) − π(·|s_t)) / M
     pi = agent.pi_head.weight.detach()[9].softmax(-1)
-    want = -(3.0 * (torch.nn.functional.one_hot(torch.tensor(1), 4) - pi)) / 2
+    want = -(3.0 * (torch.nn.functional.one_hot(torch.tensor(1), 4) - pi)) / M
     ent_grad = torch.autograd.functional.jacobian(
         lambda z: -(z.softmax(-1) * z.log_softmax(-1)).sum(), agent.pi_head.weight.detach()[9])
-    torch.testing.assert_close(grad[9], want - 0.01 * ent_grad / 2)
+    torch.testing.assert_close(grad[9], want - c * ent_grad / M)
+    # row 4 was visited twice: the two steps' gradients add up
+    pi4 = agent.pi_head.weight.detach()[4].softmax(-1)
+    eye = torch.eye(4)
+    ent_grad4 = torch.autograd.functional.jacobian(
+        lambda z: -(z.softmax(-1) * z.log_softmax(-1)).sum(), agent.pi_head.weight.detach()[4])
+    want4 = (2.0 * (eye[3] - pi4) - 0.5 * (eye[2] - pi4)) / M - 2 * c * ent_grad4 / M
+    torch.testing.assert_close(grad[4], want4)
+    # the whole table against autograd of the reference loss −(1/M) Σ Ψ log π − (c/M) Σ H
+    t_logp, t_ent, _ = agent.evaluate(torch.from_numpy(obs), torch.from_numpy(actions))
+    ref_loss = -(t_logp * torch.from_numpy(psi)).sum() / M - c * t_ent.sum() / M
+    (ref_grad,) = torch.autograd.grad(ref_loss, agent.pi_head.weight)
+    torch.testing.assert_close(grad, ref_grad)
 
 
 def test_rollout_stores_discrete_observations_as_int64_indices():
