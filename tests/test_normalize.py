@@ -13,9 +13,9 @@ from pgrun.checkpoint import decode
 from pgrun.config import ConfigError
 from pgrun.evalcmd import evaluate_run
 from pgrun.evaluate import evaluate
-from pgrun.numpy_agent import NumpyAgent
 from pgrun.metrics import TIMING_COLUMNS
 from pgrun.normalize import ObsNormalizer, RewardScaler, RunningMeanStd, build_normalizers
+from pgrun.numpy_agent import NumpyAgent
 from pgrun.policies import Agent
 from pgrun.rollout import Collector
 from pgrun.runfolder import load_checkpoint
