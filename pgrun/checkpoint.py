@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT = 2
+FORMAT = 3  # 3: optimizer states are pgrun.optim.Adam's, over flat parameter vectors
 
 _ARRAY = "__ndarray__"
 

@@ -1,5 +1,5 @@
 """The diagonal Gaussian action distribution and how its samples reach a Box's bounds, in
-torch (the update, ``Agent.evaluate``) and NumPy (the rollout, ``NumpyAgent``) side by side.
+torch (the reference ``Agent.evaluate``) and NumPy (``NumpyAgent``: rollout and update).
 
   π(u|s) = Π_i N(u_i; μ_i(s), σ_i²),   log π(u|s) = Σ_i [−½((u_i − μ_i)/σ_i)² − log σ_i − ½ log 2π]
   H[π(·|s)] = Σ_i [½ + ½ log 2π + log σ_i]
@@ -64,11 +64,6 @@ def tanh_log_det(u: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------ NumPy
-
-def np_gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, x: np.ndarray) -> np.ndarray:
-    z = (x - mean) * np.exp(-log_std)
-    return (-0.5 * z * z - log_std - np.float32(LOG_SQRT_2PI)).sum(-1)
-
 
 def np_tanh_log_det(u: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
     return (log_scale + 2.0 * (np.float32(math.log(2.0)) - u - np.logaddexp(np.float32(0.0), -2.0 * u))).sum(-1)
