@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The results table in docs/results/: every tuned preset, 10 seeds, trained with pgrun's own
 # sweep command and summarized by `pgrun compare`. Runs on all cores (hydra/launcher=local).
-#   benchmarks/results.sh                 # everything (about 30 minutes on 2 cores)
+#   benchmarks/results.sh                 # everything (about 7 minutes on 2 cores)
 #   benchmarks/results.sh cartpole grid   # some of the sweeps, then the report
 # Sweeps already complete are skipped on a rerun (resume=auto), so it can be continued.
 set -euo pipefail

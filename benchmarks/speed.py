@@ -1,7 +1,7 @@
 """Throughput benchmark: pgrun PPO vs Stable-Baselines3 PPO on CartPole-v1, side by side.
 
     pip install -c constraints.txt -e '.[bench]'      # Stable-Baselines3
-    python benchmarks/speed.py                        # ~10 min on 2 cores
+    python benchmarks/speed.py                        # ~7 min on 2 cores
     python benchmarks/speed.py --reps 1 --steps 20000 # a quick look
 
 In one run on one machine, alternating the runners, ``--reps`` repetitions each (every
