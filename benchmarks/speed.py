@@ -17,7 +17,8 @@ SB3's ``learn``, pgrun's training loop less its evaluation phase):
    shape, as many gradient steps as the run takes);
 4. where pgrun's wall time goes (cProfile of one run, by phase);
 5. each runner's final greedy evaluation return (10 episodes), so a speed-up that changed
-   learning would show; plus the peak RSS of a pgrun run.
+   learning would show; plus the peak RSS of a pgrun run;
+6. what evaluation and logging cost in ``pgrun train`` at its defaults.
 
 Writes ``results.csv`` and ``results.md`` into ``--out`` and prints the tables. Medians
 over repetitions; ratios are of medians measured in this run.
@@ -182,6 +183,25 @@ def child_update(preset: str, steps: int, seed: int) -> dict:
             "grad_steps": n_updates * p["epochs"] * p["minibatches"]}
 
 
+def child_default(_preset: str, _steps: int, seed: int) -> dict:
+    """``pgrun train`` at its defaults (PPO on CartPole-v1 with the tuned preset: evaluation
+    every 5k steps, 10 episodes; checkpoints): what evaluation and logging cost."""
+    from hydra import compose, initialize_config_dir
+
+    from pgrun.cli import CONF_DIR
+    from pgrun.config import register
+    from pgrun.train import train
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"seed={seed}", "progress=none"])
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(cfg, Path(tmp))
+    t = summary["time_s"]
+    return {"wall_s": summary["wall_time_s"], "eval_s": t.get("eval", 0.0),
+            "log_s": t.get("log", 0.0), "eval_interval": int(cfg.eval.interval)}
+
+
 def child_profile(preset: str, steps: int, seed: int) -> dict:
     """Wall time of one pgrun run by phase, from cProfile's cumulative times."""
     profiler = cProfile.Profile()
@@ -209,7 +229,7 @@ def child_profile(preset: str, steps: int, seed: int) -> dict:
 
 
 CHILDREN = {"pgrun": child_pgrun, "sb3": child_sb3, "env": child_env, "rollout": child_rollout,
-            "update": child_update, "profile": child_profile}
+            "update": child_update, "profile": child_profile, "default": child_default}
 
 
 def spawn(kind: str, arg, steps: int, seed: int) -> dict:
@@ -292,6 +312,15 @@ def main() -> None:
         prof = spawn("profile", preset, args.steps, 0)
         notes.append((preset, prof))
 
+    default = [spawn("default", "-", 0, rep) for rep in range(args.reps)]
+    share = {k: statistics.median(r[f"{k}_s"] / r["wall_s"] for r in default) for k in ("eval", "log")}
+    default_line = (
+        f"At default settings (`pgrun train`: PPO on CartPole-v1, its preset, evaluation every "
+        f"{default[0]['eval_interval']:,} steps with 10 greedy episodes), median of {args.reps}: "
+        f"evaluation {share['eval']:.1%} and logging {share['log']:.1%} of the wall time "
+        f"({statistics.median(r['wall_s'] for r in default):.2f} s). The table's eval_log_share "
+        "is of the timed runs above, which evaluate only at the end.")
+
     args.out.mkdir(parents=True, exist_ok=True)
     import pandas as pd
 
@@ -302,7 +331,7 @@ def main() -> None:
     lines = [f"# pgrun vs Stable-Baselines3: PPO on CartPole-v1 ({time.strftime('%Y-%m-%d')})",
              "", f"Machine: {machine}; one torch and one BLAS thread per process. Command: "
              f"`python benchmarks/speed.py --steps {args.steps} --reps {args.reps}`.", "",
-             markdown_table(table), ""]
+             markdown_table(table), "", default_line, ""]
     for preset, prof in notes:
         lines += [f"Where pgrun's wall time goes ({preset}, cProfile, {prof['total_s']:.1f} s "
                   "under the profiler):", ""]

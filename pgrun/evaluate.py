@@ -32,7 +32,7 @@ def evaluate(agent: Agent, envs, episodes: int, seed: int, deterministic: bool =
             obs = np.asarray(obs, dtype=actor.obs_dtype)
             if obs_normalizer is not None:
                 obs = obs_normalizer.normalize(obs)
-            actions, _, _ = actor.act(obs, rng, deterministic)
+            actions = actor.mode(obs) if deterministic else actor.act(obs, rng)[0]
             obs, reward, terminated, truncated, _ = envs.step(actor.to_env(actions))
             ret += np.where(running, reward, 0.0)
             length += running

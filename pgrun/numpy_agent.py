@@ -131,6 +131,14 @@ class NumpyAgent:
             logp = log_p[actions, np.arange(len(z))]
         return actions, logp, value
 
+    def mode(self, obs: np.ndarray) -> np.ndarray:
+        """Greedy actions, from the policy tower alone: argmax_k z_k (Categorical) or μ
+        (Gaussian); what ``act(..., deterministic=True)`` returns as its actions."""
+        z = self.pi_head.forward(self.body.forward(obs))
+        if self.continuous:
+            return np.array(z[:, :self.act_dim], dtype=np.float32)
+        return z.argmax(axis=1)
+
     def sync(self) -> None:
         """Refresh ``act``'s packed copy of the weights (``Packed``) after they changed:
         ``act`` uses the weights as of construction or the last ``sync`` (the Collector
