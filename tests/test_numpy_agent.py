@@ -157,3 +157,23 @@ def test_one_hot_mlp_and_table_match_torch():
             t_logp, _, t_value = agent.evaluate(torch.from_numpy(obs), torch.from_numpy(actions))
         np.testing.assert_allclose(logp, t_logp.numpy(), atol=1e-5)
         np.testing.assert_allclose(value, t_value.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["categorical", "gaussian", "gaussian_sd", "shared"])
+def test_mode_is_the_deterministic_action(kind):
+    """``mode`` (greedy evaluation, policy tower only) returns act(deterministic=True)'s
+    actions: the argmax of the logits, or the Gaussian mean."""
+    if kind == "categorical":
+        agent = _agent()
+    elif kind == "shared":
+        agent = _agent(hidden=(16,), shared=True)
+    else:
+        agent = _gaussian_agent(state_dependent=kind == "gaussian_sd", hidden=(16,))
+    actor = NumpyAgent(agent)
+    obs = np.random.default_rng(4).normal(size=(64, 5)).astype(np.float32)
+    expected, _, _ = actor.act(obs, None, deterministic=True)
+    greedy = actor.mode(obs)
+    assert greedy.dtype == expected.dtype and greedy.shape == expected.shape
+    np.testing.assert_array_equal(greedy, expected)
+    if kind == "categorical":  # and not a constant: the policy is far from uniform
+        assert len(np.unique(greedy)) > 1
