@@ -149,13 +149,13 @@ def test_evaluation_leaves_the_statistics_alone_and_uses_them(monkeypatch):
     norm.update(np.random.default_rng(0).normal(5.0, 2.0, size=(100, 2)))
     before = norm.state_dict()
     seen = []
-    act = NumpyAgent.act
+    mode = NumpyAgent.mode  # greedy evaluation's actions
 
-    def spy(self, obs, rng, deterministic=False):
+    def spy(self, obs):
         seen.append(obs.copy())
-        return act(self, obs, rng, deterministic)
+        return mode(self, obs)
 
-    monkeypatch.setattr(NumpyAgent, "act", spy)
+    monkeypatch.setattr(NumpyAgent, "mode", spy)
     evaluate(_agent(3), _counting_envs(), episodes=2, seed=0, obs_normalizer=norm)
     after = norm.state_dict()
     assert after["count"] == before["count"]
