@@ -4,9 +4,9 @@ update's backward pass written out by hand.
 For a few observations, or a few hundred, and a 64-64 MLP, torch spends most of a forward
 and backward pass in per-op, per-module and autograd overhead; NumPy computes the same
 layers several times faster (a PPO gradient step at RL Zoo's CartPole settings: ≈0.97 ms
-with torch autograd, ≈0.30 ms here, one thread each). The torch ``Agent`` stays the definition — it owns the
-parameters, the checkpoints and ``Agent.evaluate``, against which every formula here is
-tested — and ``NumpyAgent`` works on NumPy *views* of its parameters and of its gradient
+with torch autograd, ≈0.30 ms here, one thread each). The torch ``Agent`` stays the
+definition — it owns the parameters, the checkpoints and ``Agent.evaluate``, against
+which every formula here is tested — and ``NumpyAgent`` works on NumPy *views* of its parameters and of its gradient
 buffer (``Tensor.numpy()`` shares storage), so optimizer steps and ``load_state_dict`` —
 both in place — are seen without copying.
 
