@@ -6,9 +6,9 @@ and backward pass in per-op, per-module and autograd overhead; NumPy computes th
 layers several times faster (a PPO gradient step at RL Zoo's CartPole settings: ≈0.97 ms
 with torch autograd, ≈0.30 ms here, one thread each). The torch ``Agent`` stays the
 definition — it owns the parameters, the checkpoints and ``Agent.evaluate``, against
-which every formula here is tested — and ``NumpyAgent`` works on NumPy *views* of its parameters and of its gradient
-buffer (``Tensor.numpy()`` shares storage), so optimizer steps and ``load_state_dict`` —
-both in place — are seen without copying.
+which every formula here is tested — and ``NumpyAgent`` works on NumPy *views* of its
+parameters and of its gradient buffer (``Tensor.numpy()`` shares storage), so optimizer
+steps and ``load_state_dict`` — both in place — are seen without copying.
 
 * ``act(obs, rng)``: actions, log π(a|s), V(s) for the rollout (Categorical by Gumbel-max,
   Gaussian as μ + σ·ε with ε from the given generator);
