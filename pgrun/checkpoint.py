@@ -32,9 +32,27 @@ from typing import Any
 import numpy as np
 import torch
 
-FORMAT = 3  # 3: optimizer states are pgrun.optim.Adam's, over flat parameter vectors
+FORMAT = 4  # 4: torch.optim state dicts, the algorithm's own state ("algo"), ActorCritic module names
 
 _ARRAY = "__ndarray__"
+_RENAMED = (("pi_head.", "head.out."), ("v_head.", "v_out."), ("log_std", "head.log_std"))
+"""Module names of checkpoint formats ≤ 3 (``Agent``) → today's ``ActorCritic``."""
+
+
+def agent_state(ckpt: dict) -> dict:
+    """The policy's state dict, with older formats' parameter names updated (``pgrun eval``
+    reads checkpoints of any format; resuming needs the current one)."""
+    state = ckpt["agent"]
+    if ckpt.get("format", FORMAT) >= 4:
+        return state
+    renamed = {}
+    for key, value in state.items():
+        for old, new in _RENAMED:
+            if key.startswith(old):
+                key = new + key[len(old):]
+                break
+        renamed[key] = value
+    return renamed
 
 
 # ------------------------------------------------------------------ plain encoding

@@ -19,80 +19,6 @@ class ConfigError(ValueError):
     """A user mistake in the configuration: reported as a short message, no traceback."""
 
 
-@dataclass
-class ReinforceConfig:
-    """Monte-Carlo policy gradient over whole episodes, no critic."""
-
-    name: str = "reinforce"
-    lr: float = 1e-3
-    gamma: float = 0.99
-    reward_to_go: bool = True
-    normalize_returns: bool = True
-    episodes_per_update: int = 8
-    ent_coef: float = 0.0
-    max_grad_norm: float | None = None
-    anneal_lr: bool = False
-
-
-@dataclass
-class VPGConfig:
-    """REINFORCE with a learned state-value baseline and GAE(λ) advantages."""
-
-    name: str = "vpg"
-    lr: float = 3e-4
-    vf_lr: float = 1e-3
-    vf_iters: int = 80
-    num_steps: int = 256
-    gamma: float = 0.99
-    gae_lambda: float = 0.97
-    normalize_advantages: bool = True
-    ent_coef: float = 0.0
-    max_grad_norm: float | None = None
-    anneal_lr: bool = False
-
-
-@dataclass
-class PPOConfig:
-    """Proximal policy optimization with the clipped surrogate."""
-
-    name: str = "ppo"
-    lr: float = 2.5e-4
-    anneal_lr: bool = True
-    num_steps: int = 128
-    num_epochs: int = 4
-    num_minibatches: int = 4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    anneal_clip: bool = False
-    clip_vloss: bool = False
-    normalize_advantages: bool = True
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float | None = 0.5
-    target_kl: float | None = None
-    adam_eps: float = 1e-5
-
-
-@dataclass
-class GRPOConfig:
-    """Group relative policy optimization adapted to control: critic-free, groups of
-    episodes from one reset seed, advantages standardized within each group."""
-
-    name: str = "grpo"
-    group_size: int = 8
-    lr: float = 1e-3
-    anneal_lr: bool = True
-    gamma: float = 1.0
-    num_epochs: int = 4
-    num_minibatches: int = 4
-    clip_eps: float = 0.2
-    kl_coef: float = 0.0
-    ent_coef: float = 0.0
-    max_grad_norm: float | None = 0.5
-    adam_eps: float = 1e-5
-
-
 def _env_kwargs() -> Any:
     """``env.kwargs``'s default: an empty mapping that accepts new keys, so that
     ``env.kwargs='{size: 3}'`` and ``env.kwargs.size=3`` work without Hydra's ``+``
@@ -120,7 +46,9 @@ class EnvConfig:
 class PolicyConfig:
     """The policy (and value) networks; see pgrun/policies.py and pgrun/distributions.py."""
 
-    kind: str = "auto"  # auto (tabular for Discrete observations, else mlp) | mlp | tabular
+    kind: str = "auto"  # auto (tabular for Discrete observations, cnn for images, else mlp) | mlp | tabular | cnn
+    module: str | None = None  # a user's nn.Module, pkg.mod:Class (see pgrun/policies.py), instead of kind
+    kwargs: dict[str, Any] = field(default_factory=_env_kwargs)  # for the user module's constructor
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     shared: bool = False
@@ -169,16 +97,15 @@ class TrainConfig:
     seed: int = 0
     total_steps: Any = 100_000
     torch_threads: int = 1  # threads per run for torch and NumPy's BLAS
+    device: str = "cpu"  # where the update runs: cpu | cuda | cuda:N | auto (cuda when available); envs step on the CPU
+    accelerate: bool = True  # NumPy layers for plain MLP/tabular bodies where exact (pgrun/accelerate.py)
     progress: str = "auto"
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     resume: Any = "auto"  # auto: continue an unfinished run in the folder, skip a complete one; true; false
 
 
-ALGO_SCHEMAS = {"reinforce": ReinforceConfig, "vpg": VPGConfig, "ppo": PPOConfig,
-                "grpo": GRPOConfig}
-ACTIVATIONS = ("tanh", "relu", "elu", "gelu")
-POLICY_KINDS = ("auto", "mlp", "tabular")
-ACTION_BOUNDS = ("clip", "tanh")
+ACTIVATION_NAMES = ("tanh", "relu", "elu", "gelu")
+POLICY_KINDS = ("auto", "mlp", "tabular", "cnn")
 VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
 PROGRESS = ("auto", "rich", "plain", "none")
 RESUME = ("auto", True, False)
@@ -200,8 +127,10 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema/env", name="env", node=EnvConfig)
-    for name, schema in ALGO_SCHEMAS.items():
-        cs.store(group="schema/algo", name=name, node=schema)
+    from pgrun.algos import ALGORITHMS
+
+    for name, algo in ALGORITHMS.items():
+        cs.store(group="schema/algo", name=name, node=algo.Config)
 
 
 # ---------------------------------------------------------------------------- validation
@@ -251,24 +180,23 @@ def validate(cfg: DictConfig) -> None:
               "must be ≥ 1 or null")
     check(env.vectorization in VECTORIZATION, "env.vectorization", env.vectorization,
           f"must be one of {', '.join(VECTORIZATION)}")
-    if algo.name == "reinforce":
-        check(algo.episodes_per_update % env.num_envs == 0, "algo.episodes_per_update",
-              algo.episodes_per_update,
-              f"must be a multiple of env.num_envs={env.num_envs} (each env runs the same "
-              "number of whole episodes per update)")
-    if algo.name == "grpo":
-        check(env.num_envs % algo.group_size == 0 and algo.group_size >= 2, "env.num_envs",
-              env.num_envs, f"must be a multiple of algo.group_size={algo.group_size} ≥ 2 (each "
-              "update runs num_envs / group_size groups of group_size episodes in parallel)")
+    from pgrun.algos import ALGORITHMS
+
+    problems += ALGORITHMS[algo.name].check(algo, env)
 
     pol = cfg.policy
     check(all(h >= 1 for h in pol.hidden_sizes), "policy.hidden_sizes", list(pol.hidden_sizes),
           "every layer needs ≥ 1 unit ([] for a linear policy)")
-    check(pol.activation in ACTIVATIONS, "policy.activation", pol.activation,
-          f"must be one of {', '.join(ACTIVATIONS)}")
+    check(pol.activation in ACTIVATION_NAMES, "policy.activation", pol.activation,
+          f"must be one of {', '.join(ACTIVATION_NAMES)}")
     check(pol.kind in POLICY_KINDS, "policy.kind", pol.kind, f"must be one of {', '.join(POLICY_KINDS)}")
-    check(pol.action_bounds in ACTION_BOUNDS, "policy.action_bounds", pol.action_bounds,
-          f"must be one of {', '.join(ACTION_BOUNDS)}")
+    from pgrun.distributions import BOUNDS
+
+    check(pol.action_bounds in BOUNDS, "policy.action_bounds", pol.action_bounds,
+          f"must be one of {', '.join(BOUNDS)}")
+    if pol.get("module") is not None:
+        check(":" in pol.module, "policy.module", pol.module,
+              "must name a class or function as pkg.module:Name")
     norm = cfg.normalize
     for key in ("clip_obs", "clip_reward", "epsilon"):
         check(norm[key] > 0, f"normalize.{key}", norm[key], "must be > 0")
@@ -284,6 +212,8 @@ def validate(cfg: DictConfig) -> None:
     ok = isinstance(total, int | float) and not isinstance(total, bool) and total >= 1 \
         and float(total).is_integer()
     check(ok, "total_steps", total, "must be a whole number ≥ 1 (2e5 is fine)")
+    check(cfg.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", str(cfg.device)) is not None,
+          "device", cfg.device, "must be auto, cpu, cuda or cuda:N")
     check(cfg.torch_threads >= 1, "torch_threads", cfg.torch_threads, "must be ≥ 1")
     check(cfg.progress in PROGRESS, "progress", cfg.progress, f"must be one of {', '.join(PROGRESS)}")
     check(cfg.seed >= 0, "seed", cfg.seed, "must be ≥ 0")

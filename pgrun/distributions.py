@@ -1,32 +1,42 @@
-"""The diagonal Gaussian action distribution and how its samples reach a Box's bounds, in
-torch (the reference ``Agent.evaluate``) and NumPy (``NumpyAgent``: rollout and update).
+"""Action distributions, in torch: what a policy module returns for a batch of states.
 
-  π(u|s) = Π_i N(u_i; μ_i(s), σ_i²),   log π(u|s) = Σ_i [−½((u_i − μ_i)/σ_i)² − log σ_i − ½ log 2π]
-  H[π(·|s)] = Σ_i [½ + ½ log 2π + log σ_i]
+Every distribution offers the interface the algorithms use, each method a formula:
 
-σ = exp(log σ) is a learned parameter per action dimension (state-independent, the default)
-or a second output of the policy head (``policy.state_dependent_std``).
+* ``log_prob(a)`` — log π(a|s);
+* ``entropy()`` — H[π(·|s)];
+* ``mode()`` — the greedy action (evaluation);
+* ``sample(rng)`` — a ~ π(·|s), with the sampling noise drawn from a NumPy generator (the
+  rollout's, seeded and checkpointed, so a run reproduces on any device);
+* ``kl(other)`` — the exact KL[self‖other] per state (PPO-KL, TRPO).
 
-**Bounds.** A Gaussian is unbounded and a Box is not. The stored action — the one the
-update scores with ``evaluate(obs, actions)`` — is always the Gaussian sample u itself;
-only the copy sent to the env is mapped into [low, high]. Two mappings
-(``policy.action_bounds``):
+They are written out rather than built on ``torch.distributions``, whose argument
+validation costs more than the forward pass of a small network; each is tested against
+``torch.distributions``.
+
+**Categorical** (Discrete actions, int64 (N,)), from logits z:
+  log π(a|s) = z_a − log Σ_k e^{z_k},   H = −Σ_k p_k log p_k,
+  KL[p‖q] = Σ_k p_k (log p_k − log q_k);
+  sampled by the Gumbel-max trick: a = argmax_k (z_k + g_k), g = −log(−log u), u ~ U[0, 1).
+
+**Diagonal Gaussian** (Box actions, float32 (N, act_dim)), from μ and log σ:
+  log π(u|s) = Σ_i [−½((u_i − μ_i)/σ_i)² − log σ_i − ½ log 2π],
+  H = Σ_i [½ + ½ log 2π + log σ_i],
+  KL[p‖q] = Σ_i [log(σ_q,i/σ_p,i) + (σ_p,i² + (μ_p,i − μ_q,i)²)/(2σ_q,i²) − ½];
+  sampled as u = μ + σ ε, ε ~ N(0, 1).
+
+**Bounds** (``ActionBounds``). A Gaussian is unbounded and a Box is not. The stored
+action — the one the update scores with ``log_prob`` — is always the Gaussian sample u;
+only the copy sent to the env is mapped into [low, high] (``policy.action_bounds``):
 
 * ``clip`` (default; CleanRL's and Stable-Baselines3's choice for PPO): a = clip(u, low,
-  high). log π(u|s) is exact for the stored u, so likelihood ratios and the score
-  function are those of the distribution that was sampled; the env simply saturates
-  actions outside its range (as the physical actuator would). Cheap, and with the mean
-  head initialized near zero the policy starts well inside the bounds.
+  high); log π(u|s) is exact for the stored u.
 * ``tanh``: a = c + s·tanh(u), c = (high + low)/2, s = (high − low)/2 (SAC's squashing).
-  The density of the env action is then
-  log π(a|s) = log N(u) − Σ_i log(s_i (1 − tanh² u_i)), and that is the log-prob reported,
-  computed from the stored u: the correction does not depend on θ, so ratios and
-  gradients equal the Gaussian's, but the figure is the true density of what the env
-  received. The entropy bonus uses the Gaussian's entropy H[N(μ, σ²)] (the squashed
-  distribution's has no closed form; SB3 does the same for its squashed policies).
-  Needs finite bounds.
+  The log-prob reported is the density of the env action,
+  log π(a|s) = log N(u) − Σ_i log(s_i (1 − tanh² u_i)); the correction does not depend
+  on θ, so ratios and gradients equal the Gaussian's. The entropy is the Gaussian's (the
+  squashed one has no closed form; SB3 does the same). Needs finite bounds.
 
-Deterministic (evaluation) actions are the mean, mapped the same way.
+Deterministic (evaluation) actions are the mode, mapped the same way.
 """
 
 from __future__ import annotations
@@ -42,38 +52,94 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """Range a state-dependent log σ is clamped to (a state-independent one is left free)."""
 
 BOUNDS = ("clip", "tanh")
+"""How Gaussian samples reach a Box's bounds (``policy.action_bounds``)."""
 
 
-# ------------------------------------------------------------------------------ torch
+class Distribution:
+    """The interface every action distribution offers (see the module docstring)."""
 
-def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Σ_i log N(x_i; μ_i, σ_i²) over the last dimension."""
-    z = (x - mean) * (-log_std).exp()
-    return (-0.5 * z.pow(2) - log_std - LOG_SQRT_2PI).sum(-1)
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
+    def entropy(self) -> torch.Tensor:
+        raise NotImplementedError
 
-def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
-    """Σ_i (½ + ½ log 2π + log σ_i) over the last dimension."""
-    return (0.5 + LOG_SQRT_2PI + log_std).sum(-1)
+    def mode(self) -> torch.Tensor:
+        raise NotImplementedError
 
+    def sample(self, rng: np.random.Generator) -> torch.Tensor:
+        raise NotImplementedError
 
-def tanh_log_det(u: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
-    """Σ_i log |∂a_i/∂u_i| for a = c + s·tanh(u): log s + log(1 − tanh² u), the latter as
-    2(log 2 − u − softplus(−2u)), which stays finite for large |u|."""
-    return (log_scale + 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)
+    def kl(self, other: Distribution) -> torch.Tensor:
+        raise NotImplementedError
 
-
-# ------------------------------------------------------------------------------ NumPy
-
-def np_tanh_log_det(u: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
-    return (log_scale + 2.0 * (np.float32(math.log(2.0)) - u - np.logaddexp(np.float32(0.0), -2.0 * u))).sum(-1)
+    def detach(self) -> Distribution:
+        """The same distribution with no gradient (π_old in PPO-KL and TRPO)."""
+        raise NotImplementedError
 
 
-# ----------------------------------------------------------------------------- bounds
+class Categorical(Distribution):
+    def __init__(self, logits: torch.Tensor):
+        self.log_p = logits.log_softmax(-1)
+
+    def log_prob(self, actions):
+        return self.log_p.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self):
+        return -(self.log_p.exp() * self.log_p).sum(-1)
+
+    def mode(self):
+        return self.log_p.argmax(-1)
+
+    def sample(self, rng):
+        u = rng.random(tuple(self.log_p.shape))
+        gumbel = torch.from_numpy(-np.log(-np.log(u))).to(self.log_p)
+        return (self.log_p + gumbel).argmax(-1)
+
+    def kl(self, other):
+        return (self.log_p.exp() * (self.log_p - other.log_p)).sum(-1)
+
+    def detach(self):
+        new = object.__new__(Categorical)
+        new.log_p = self.log_p.detach()
+        return new
+
+
+class DiagGaussian(Distribution):
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor,
+                 bounds: ActionBounds | None = None):
+        self.mean, self.log_std = mean, log_std.expand_as(mean)
+        self.bounds = bounds
+
+    def log_prob(self, actions):
+        z = (actions - self.mean) * (-self.log_std).exp()
+        logp = (-0.5 * z.pow(2) - self.log_std - LOG_SQRT_2PI).sum(-1)
+        if self.bounds is not None and self.bounds.mode == "tanh":
+            logp = logp - self.bounds.log_det(actions)
+        return logp
+
+    def entropy(self):
+        return (0.5 + LOG_SQRT_2PI + self.log_std).sum(-1)
+
+    def mode(self):
+        return self.mean
+
+    def sample(self, rng):
+        eps = torch.from_numpy(rng.standard_normal(tuple(self.mean.shape), dtype=np.float32))
+        return self.mean + self.log_std.exp() * eps.to(self.mean.device)
+
+    def kl(self, other):
+        var_ratio = (2.0 * (self.log_std - other.log_std)).exp()
+        mean_term = ((self.mean - other.mean) * (-other.log_std).exp()).pow(2)
+        return (0.5 * (var_ratio + mean_term - 1.0) - (self.log_std - other.log_std)).sum(-1)
+
+    def detach(self):
+        return DiagGaussian(self.mean.detach(), self.log_std.detach(), self.bounds)
+
 
 class ActionBounds:
-    """Maps stored Gaussian samples u to env actions in [low, high] (see the module
-    docstring): ``clip`` or ``tanh``. ``log_det`` is the log-prob correction (0 for clip)."""
+    """Maps stored Gaussian samples u to env actions in [low, high] (module docstring):
+    ``clip`` or ``tanh``; ``log_det`` is the tanh log-prob correction."""
 
     def __init__(self, low: np.ndarray, high: np.ndarray, mode: str = "clip"):
         if mode not in BOUNDS:
@@ -86,26 +152,16 @@ class ActionBounds:
                 raise ValueError("tanh squashing needs finite action bounds")
             self.center = (self.high + self.low) / 2
             self.scale = (self.high - self.low) / 2
-            self.log_scale = np.log(self.scale).astype(np.float32)
-            self._t = {name: torch.from_numpy(getattr(self, name))
-                       for name in ("center", "scale", "log_scale")}
-        self._t_low, self._t_high = torch.from_numpy(self.low), torch.from_numpy(self.high)
+            self.log_scale = torch.from_numpy(np.log(self.scale).astype(np.float32))
 
-    # NumPy (rollout)
     def to_env(self, u: np.ndarray) -> np.ndarray:
+        """The env action for stored samples ``u`` (NumPy, on their way to the env)."""
         if self.mode == "clip":
             return np.clip(u, self.low, self.high)
         return np.clip(self.center + self.scale * np.tanh(u), self.low, self.high)  # clip: rounding
 
-    def log_det(self, u: np.ndarray) -> np.ndarray | float:
-        return 0.0 if self.mode == "clip" else np_tanh_log_det(u, self.log_scale)
-
-    # torch (update, reference)
-    def to_env_torch(self, u: torch.Tensor) -> torch.Tensor:
-        if self.mode == "clip":
-            return torch.clamp(u, self._t_low, self._t_high)
-        return torch.clamp(self._t["center"] + self._t["scale"] * torch.tanh(u),
-                           self._t_low, self._t_high)
-
-    def log_det_torch(self, u: torch.Tensor) -> torch.Tensor | float:
-        return 0.0 if self.mode == "clip" else tanh_log_det(u, self._t["log_scale"])
+    def log_det(self, u: torch.Tensor) -> torch.Tensor:
+        """Σ_i log |∂a_i/∂u_i| for a = c + s·tanh(u): log s + log(1 − tanh² u), the latter
+        as 2(log 2 − u − softplus(−2u)), which stays finite for large |u|."""
+        log_scale = self.log_scale.to(u.device)
+        return (log_scale + 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(-1)

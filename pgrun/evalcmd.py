@@ -88,8 +88,10 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
     from omegaconf import OmegaConf
 
     from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
+    from pgrun.checkpoint import agent_state
     from pgrun.evaluate import evaluate
-    from pgrun.policies import build_agent
+    from pgrun.policies import action_bounds, build_policy
+    from pgrun.rollout import Actor
 
     ckpt = load_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["config"])
@@ -106,15 +108,17 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
     else:
         envs = make_vec_env(cfg.env, min(int(cfg.eval.num_envs), episodes))
     try:
-        with_value = any(k.startswith("v_head.") for k in ckpt["agent"])
-        agent = build_agent(cfg.policy, envs.single_observation_space,
-                            envs.single_action_space, with_value=with_value)
+        state = agent_state(ckpt)
+        with_value = any(k.startswith("v_out.") for k in state)
+        obs_space, act_space = envs.single_observation_space, envs.single_action_space
+        policy = build_policy(cfg.policy, obs_space, act_space, with_value=with_value)
         try:
-            agent.load_state_dict(ckpt["agent"])
+            policy.load_state_dict(state)
         except RuntimeError as err:
             raise EvalError(f"{ckpt_path}: its weights do not fit the policy its config "
                             f"describes ({str(err).splitlines()[0]})") from None
-        returns, lengths = evaluate(agent, envs, episodes, seed=seed, deterministic=deterministic,
+        actor = Actor(policy, obs_space, act_space, action_bounds(cfg.policy, act_space))
+        returns, lengths = evaluate(actor, envs, episodes, seed=seed, deterministic=deterministic,
                                     obs_normalizer=_saved_normalizer(ckpt))
     finally:
         envs.close()

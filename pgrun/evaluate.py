@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from pgrun.normalize import ObsNormalizer
-from pgrun.numpy_agent import NumpyAgent, rng_for
-from pgrun.policies import Agent
+from pgrun.rollout import Actor, rng_for
 
 
-def evaluate(agent: Agent, envs, episodes: int, seed: int, deterministic: bool = True,
+def evaluate(actor: Actor, envs, episodes: int, seed: int, deterministic: bool = True,
              obs_normalizer: ObsNormalizer | None = None):
     """Run ``episodes`` whole episodes, one per env per round, every round reset with the
     same seeds (so successive evaluations of a run compare policies, not start states).
@@ -18,7 +17,7 @@ def evaluate(agent: Agent, envs, episodes: int, seed: int, deterministic: bool =
     ``obs_normalizer``: the training statistics, applied frozen (never updated here).
     Gaussian actions (the mean when ``deterministic``) reach the env mapped into its
     bounds as in training. Returns (returns, lengths) as arrays; returns are raw."""
-    actor, rng = NumpyAgent(agent), rng_for(seed, 1)
+    rng = rng_for(seed, 1)
     n = envs.num_envs
     returns, lengths = [], []
     for round_start in range(0, episodes, n):

@@ -13,8 +13,10 @@ from pathlib import Path
 METRIC_COLUMNS = [
     "update", "step", "episodes", "time_s", "sps", "return_mean", "return_std", "length_mean",
     "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "explained_variance",
-    "grad_norm", "lr",
+    "grad_norm", "lr", "grad_steps",
 ]
+"""The columns every metrics.csv has (an algorithm may add its own after them:
+``Algorithm.columns``); ``grad_steps`` counts the optimizer steps an update took."""
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "length_mean", "episodes", "time_s"]
 TIMING_COLUMNS = ("time_s", "sps")
 """Columns that depend on the machine; everything else is a function of config and seed."""
@@ -32,7 +34,7 @@ def _cell(value) -> str:
 
 class CsvLog:
     """A CSV file with a fixed header; each row is flushed so a crash loses nothing
-    already logged. Missing keys are written blank."""
+    already logged. Missing keys are written blank; a key without a column is an error."""
 
     def __init__(self, path: Path, columns: list[str]):
         self.columns = columns
@@ -42,6 +44,9 @@ class CsvLog:
         self._file.flush()
 
     def write(self, row: dict) -> None:
+        unknown = row.keys() - set(self.columns)
+        if unknown:  # a figure that would be silently dropped: a bug in its algorithm
+            raise KeyError(f"no column for {sorted(unknown)} in {self._file.name}")
         self._writer.writerow([_cell(row.get(c)) for c in self.columns])
         self._file.flush()
 

@@ -1,34 +1,29 @@
-"""Policy and value networks: MLP or tabular bodies, Categorical or Gaussian action heads,
-value heads.
+"""Policies are ``nn.Module``\\ s. The interface every algorithm relies on:
 
-``Agent`` is the one policy abstraction every algorithm uses:
+  ``policy(obs) -> (dist, value)``
 
-* ``act(obs)``: sample a ~ π(·|s) (or its mode) with log π(a|s) and V(s), for the rollout;
-* ``evaluate(obs, actions)``: log π(a|s), entropy H[π(·|s)] and V(s) with gradients, for
-  the update;
-* ``env_action(actions)``: what is sent to the env for the stored actions (identity for
-  Discrete actions; mapped into the Box's bounds for Gaussian ones).
+``obs`` is a batch of observations (a tensor: float32 for a flat Box, int64 state indices
+for a Discrete space, uint8 for images); ``dist`` a ``pgrun.distributions.Distribution``
+over the batch's actions (``log_prob``, ``entropy``, ``mode``, ``sample``, ``kl``);
+``value`` the batch's V(s), shape (N,), or None for a policy without a critic. Optional:
+``value(obs)`` (V alone; default ``policy(obs)[1]``) and ``policy_parameters()`` /
+``value_parameters()`` (VPG and TRPO optimize the two separately).
 
-Bodies (``policy.kind``):
+Built in (``ActorCritic``, by ``policy.kind``): an ``mlp`` body on a flat Box (or on the
+one-hot code of a Discrete observation), a ``tabular`` one (a row of parameters per
+state, initialized to zero: the uniform policy and V = 0), and a ``cnn`` body
+(Nature-DQN: three convolutions and a 512-unit layer) for images (uint8 H×W×C or C×H×W,
+scaled to [0, 1] inside). Heads: ``CategoricalHead`` for Discrete actions,
+``GaussianHead`` for Box actions. A user's own module is named by ``policy.module`` (see
+``build_policy``) and may use these heads.
 
-* ``mlp``: an MLP on a flat Box observation, or on the one-hot code of a Discrete one;
-* ``tabular``: for Discrete observations, one row of parameters per state: the policy is
-  a table of logits (n_states × n_actions; of Gaussian means for Box actions), the value
-  a table n_states × 1. Observations are int64 state indices. Initialized to zero: a
-  uniform policy and V = 0.
-
-Heads: Categorical for Discrete actions (int64, shape (N,)), diagonal Gaussian for Box
-actions (float32, shape (N, act_dim)); see ``distributions.py`` for the Gaussian, its
-entropy and how samples are kept inside the bounds.
-
-The Categorical distribution is written out (log-softmax, gather, multinomial) rather
-than built from ``torch.distributions`` on every step, which validates its arguments and
-costs more than the forward pass itself for small networks; the Gaussian likewise.
+``ActorCritic.outputs`` (the networks' raw outputs) is where an optional accelerator
+(``pgrun/accelerate.py``) may stand in for the torch layers of plain MLP and tabular
+bodies; everything downstream — distributions, losses, gradients — is autograd's.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 
 import gymnasium as gym
@@ -36,18 +31,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from pgrun.config import ConfigError
-from pgrun.distributions import (
-    LOG_STD_MAX,
-    LOG_STD_MIN,
-    ActionBounds,
-    gaussian_entropy,
-    gaussian_log_prob,
-)
-from pgrun.envs.factory import check_spaces
+from pgrun.config import ACTIVATION_NAMES, ConfigError
+from pgrun.distributions import LOG_STD_MAX, LOG_STD_MIN, ActionBounds, Categorical, DiagGaussian
+from pgrun.envs.factory import check_spaces, is_image_space
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 
+
+# ---------------------------------------------------------------------------- inputs
 
 class StateIndex(nn.Module):
     """Discrete observation → int64 row index (obs − start): the input of a table."""
@@ -71,258 +63,274 @@ class OneHot(nn.Module):
         return nn.functional.one_hot(obs.long() - self.start, self.n).float()
 
 
+class NatureCNN(nn.Module):
+    """Mnih et al. 2015's convolutional body on uint8 images: x/255, conv 32×8×8 stride 4,
+    conv 64×4×4 stride 2, conv 64×3×3 stride 1, dense 512, ReLU after each. ``channels_last``:
+    the observations are H×W×C (permuted to C×H×W inside)."""
+
+    def __init__(self, shape: tuple[int, ...], channels_last: bool, features: int = 512):
+        super().__init__()
+        self.channels_last = channels_last
+        c = shape[-1] if channels_last else shape[0]
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            n_flat = self.convs(torch.zeros(1, *self._chw(shape))).shape[-1]
+        self.dense = nn.Sequential(nn.Linear(n_flat, features), nn.ReLU())
+        self.out_features = features
+
+    def _chw(self, shape):
+        return (shape[2], shape[0], shape[1]) if self.channels_last else tuple(shape)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() / 255.0
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.dense(self.convs(x))
+
+
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
-    """Linear layers with the activation between them (none after the last)."""
+    """Linear layers with the activation after each (sizes[0] in, sizes[-1] out)."""
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(ACTIVATIONS[activation]())
+    for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(n_in, n_out), ACTIVATIONS[activation]()]
     return nn.Sequential(*layers)
 
 
 def orthogonal_init(module: nn.Module, gain: float) -> None:
     """Orthogonal weights with the given gain, zero biases (as in Engstrom et al. 2020)."""
     for layer in module.modules():
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.Linear | nn.Conv2d):
             nn.init.orthogonal_(layer.weight, gain)
             nn.init.zeros_(layer.bias)
 
 
-class Agent(nn.Module):
-    """π(a|s) (Categorical or Gaussian head on an MLP or tabular body), optionally with
-    V(s) (separate or shared body).
+# ----------------------------------------------------------------------------- heads
 
-    ``obs_dim``: the width of a flat Box observation, or the number of states of a
-    Discrete one (with ``discrete_obs``; ``obs_start`` is its first index).
-    ``n_actions``: the number of Discrete actions, or the dimension of a Box action when
-    ``action_bounds`` (an ``ActionBounds``) is given, which selects the Gaussian head.
-    """
+class CategoricalHead(nn.Module):
+    """Features → logits (a Linear, or a table row) → ``Categorical``."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        n_actions: int,
-        hidden_sizes: list[int] = (),
-        activation: str = "tanh",
-        with_value: bool = True,
-        shared: bool = False,
-        ortho_init: bool = True,
-        *,
-        kind: str = "mlp",
-        discrete_obs: bool = False,
-        obs_start: int = 0,
-        action_bounds: ActionBounds | None = None,
-        log_std_init: float = 0.0,
-        state_dependent_std: bool = False,
-    ):
+    def __init__(self, out: nn.Module):
         super().__init__()
-        if kind not in ("mlp", "tabular"):
-            raise ValueError(f"policy kind {kind!r}: mlp or tabular")
+        self.out = out
+
+    def distribution(self, z: torch.Tensor) -> Categorical:
+        return Categorical(z)
+
+    def forward(self, features: torch.Tensor) -> Categorical:
+        return self.distribution(self.out(features))
+
+
+class GaussianHead(nn.Module):
+    """Features → μ (and log σ with ``state_dependent_std``, clamped to [LOG_STD_MIN,
+    LOG_STD_MAX]; else log σ is a free parameter per dimension) → ``DiagGaussian``."""
+
+    def __init__(self, out: nn.Module, act_dim: int, bounds: ActionBounds | None,
+                 log_std_init: float = 0.0, state_dependent_std: bool = False):
+        super().__init__()
+        self.out, self.act_dim, self.bounds = out, act_dim, bounds
+        self.state_dependent_std = state_dependent_std
+        if not state_dependent_std:
+            self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def distribution(self, z: torch.Tensor) -> DiagGaussian:
+        if self.state_dependent_std:
+            mean, log_std = z.split(self.act_dim, dim=-1)
+            return DiagGaussian(mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX), self.bounds)
+        return DiagGaussian(z, self.log_std, self.bounds)
+
+    def forward(self, features: torch.Tensor) -> DiagGaussian:
+        return self.distribution(self.out(features))
+
+
+# ---------------------------------------------------------------------- actor-critic
+
+class ActorCritic(nn.Module):
+    """π(a|s) and optionally V(s) on separate bodies (or one shared body)."""
+
+    def __init__(self, obs_space: gym.Space, act_space: gym.Space, *, kind: str = "mlp",
+                 hidden_sizes=(64, 64), activation: str = "tanh", with_value: bool = True,
+                 shared: bool = False, ortho_init: bool = True,
+                 bounds: ActionBounds | None = None, log_std_init: float = 0.0,
+                 state_dependent_std: bool = False):
+        super().__init__()
+        discrete_obs = isinstance(obs_space, gym.spaces.Discrete)
         if kind == "tabular" and not discrete_obs:
-            raise ValueError("a tabular policy needs Discrete observations")
-        hidden = list(hidden_sizes) if kind == "mlp" else []
-        self.kind = kind
-        self.with_value = with_value
-        self.discrete_obs = discrete_obs
-        self.obs_dtype = np.int64 if discrete_obs else np.float32
-        self.continuous = action_bounds is not None
-        self.bounds = action_bounds
-        self.act_dim = n_actions
-        self.action_dtype = np.float32 if self.continuous else np.int64
-        self.action_shape: tuple[int, ...] = (n_actions,) if self.continuous else ()
-        self.state_dependent_std = self.continuous and state_dependent_std
-        n_out = 2 * n_actions if self.state_dependent_std else n_actions
-        self.shared = shared and with_value and bool(hidden)
-        in_dim = obs_dim
-        feat = hidden[-1] if hidden else in_dim
+            raise ConfigError(f"policy.kind=tabular needs a Discrete observation space; this "
+                              f"environment observes {obs_space} (use policy.kind=mlp or auto).")
+        if kind == "cnn" and not is_image_space(obs_space):
+            raise ConfigError(f"policy.kind=cnn needs image observations (a uint8 Box of shape "
+                              f"H×W×C or C×H×W); this environment observes {obs_space}.")
+        if kind == "mlp" and is_image_space(obs_space):
+            raise ConfigError(f"policy.kind=mlp on image observations {obs_space}: use "
+                              "policy.kind=cnn (or auto).")
+        self.kind, self.with_value = kind, with_value
+        self.shared = shared and with_value and (kind == "cnn" or bool(hidden_sizes))
+        continuous = isinstance(act_space, gym.spaces.Box)
+        act_dim = int(act_space.shape[0]) if continuous else int(act_space.n)
+        n_out = 2 * act_dim if continuous and state_dependent_std else act_dim
 
-        def body() -> nn.Module:
+        def body() -> tuple[nn.Module, int]:
             if kind == "tabular":
-                return StateIndex(obs_dim, obs_start)
-            layers: list[nn.Module] = [OneHot(obs_dim, obs_start)] if discrete_obs else []
-            if hidden:
-                layers += [mlp([in_dim, *hidden], activation), ACTIVATIONS[activation]()]
-            return nn.Sequential(*layers) if layers else nn.Identity()
+                return StateIndex(int(obs_space.n), int(obs_space.start)), int(obs_space.n)
+            if kind == "cnn":
+                net = NatureCNN(obs_space.shape, channels_last=obs_space.shape[-1] <= 4)
+                return net, net.out_features
+            layers: list[nn.Module] = []
+            width = int(obs_space.n) if discrete_obs else int(obs_space.shape[0])
+            if discrete_obs:
+                layers.append(OneHot(width, int(obs_space.start)))
+            if hidden_sizes:
+                layers.append(mlp([width, *hidden_sizes], activation))
+                width = hidden_sizes[-1]
+            return (nn.Sequential(*layers) if layers else nn.Identity()), width
 
-        def head(n: int) -> nn.Module:
+        def out(features: int, n: int) -> nn.Module:
             if kind == "tabular":
-                table = nn.Embedding(obs_dim, n)
+                table = nn.Embedding(features, n)
                 nn.init.zeros_(table.weight)
                 return table
-            return nn.Linear(feat, n)
+            return nn.Linear(features, n)
 
-        self.pi_body = body()
-        self.pi_head = head(n_out)
-        if self.continuous and not self.state_dependent_std:
-            self.log_std = nn.Parameter(torch.full((n_actions,), float(log_std_init)))
+        self.pi_body, feat = body()
+        if continuous:
+            self.head: nn.Module = GaussianHead(out(feat, n_out), act_dim, bounds, log_std_init,
+                                                state_dependent_std)
+        else:
+            self.head = CategoricalHead(out(feat, n_out))
         if with_value:
-            self.v_body = self.pi_body if self.shared else body()
-            self.v_head = head(1)
-        if ortho_init and kind == "mlp":
+            if self.shared:
+                self.v_body = self.pi_body
+            else:
+                self.v_body, feat = body()
+            self.v_out = out(feat, 1)
+        if ortho_init and kind != "tabular":
             orthogonal_init(self.pi_body, math.sqrt(2))
-            orthogonal_init(self.pi_head, 0.01)
+            orthogonal_init(self.head.out, 0.01)
             if with_value:
                 if not self.shared:
                     orthogonal_init(self.v_body, math.sqrt(2))
-                orthogonal_init(self.v_head, 1.0)
-        if self.state_dependent_std:  # the log σ half of the head starts at log_std_init
+                orthogonal_init(self.v_out, 1.0)
+        if continuous and state_dependent_std:  # the log σ half starts at log_std_init
             with torch.no_grad():
-                bias = self.pi_head.bias if kind == "mlp" else self.pi_head.weight
-                bias[..., n_actions:] = float(log_std_init)
-        self._flatten()
+                bias = self.head.out.bias if kind != "tabular" else self.head.out.weight
+                bias[..., act_dim:] = float(log_std_init)
+        self.accelerator = None  # set by pgrun.accelerate.attach where it is exact
 
-    def _flatten(self) -> None:
-        """Put every parameter in one contiguous buffer, the policy's first and the value's
-        after them, and every gradient in a second one (``p.grad`` are views of it), so an
-        optimizer can step a role's parameters as one tensor (``flat_parameter``) and
-        ``NumpyAgent`` can write gradients in place."""
-        groups = {"policy": self.policy_parameters(), "value": self.value_parameters()}
-        total = sum(p.numel() for ps in groups.values() for p in ps)
-        self.flat_data, self.flat_grad = torch.zeros(total), torch.zeros(total)
-        self._flat: dict[str, nn.Parameter] = {}
-        offset = 0
-        for role, params in groups.items():
-            start = offset
-            for p in params:
-                n = p.numel()
-                self.flat_data[offset:offset + n].copy_(p.detach().reshape(-1))
-                p.data = self.flat_data[offset:offset + n].view_as(p)
-                p.grad = self.flat_grad[offset:offset + n].view_as(p)
-                offset += n
-            flat = nn.Parameter(self.flat_data[start:offset])
-            flat.grad = self.flat_grad[start:offset]
-            self._flat[role] = flat
-        everything = nn.Parameter(self.flat_data)
-        everything.grad = self.flat_grad
-        self._flat["all"] = everything
+    def __getstate__(self):
+        """Copies (``copy.deepcopy``) start without the accelerator and the flat buffers
+        (``flat.py``): both belong to the original's parameters."""
+        state = {**self.__dict__, "accelerator": None}
+        state.pop("_pgrun_flat", None)
+        return state
 
-    def __deepcopy__(self, memo):
-        """A copy whose parameters are views of its own flat buffers, as here."""
-        new = object.__new__(type(self))
-        memo[id(self)] = new
-        for key, value in self.__dict__.items():
-            if key not in ("flat_data", "flat_grad", "_flat"):
-                new.__dict__[key] = copy.deepcopy(value, memo)
-        new._flatten()
-        return new
-
-    def flat_parameter(self, role: str = "all") -> nn.Parameter:
-        """The ``policy``, ``value`` or ``all`` parameters as one flat tensor sharing their
-        storage, with the matching slice of the gradient buffer as its ``grad``."""
-        return self._flat[role]
-
-    # -- parameters by role (VPG optimizes them separately)
+    # -- parameters by role (VPG and TRPO optimize them separately)
     def policy_parameters(self) -> list[nn.Parameter]:
-        extra = [self.log_std] if hasattr(self, "log_std") else []
-        return [*self.pi_body.parameters(), *self.pi_head.parameters(), *extra]
+        return [*self.pi_body.parameters(), *self.head.parameters()]
 
     def value_parameters(self) -> list[nn.Parameter]:
         if not self.with_value:
             return []
         body = [] if self.shared else list(self.v_body.parameters())
-        return [*body, *self.v_head.parameters()]
+        return [*body, *self.v_out.parameters()]
 
-    def _heads(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    # -- forward
+    def outputs(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the policy head's raw output z, V(s) or None)."""
+        if self.accelerator is not None and self.accelerator.handles(obs):
+            return self.accelerator.outputs(obs)
         h = self.pi_body(obs)
-        out = self.pi_head(h)
+        z = self.head.out(h)
         if not self.with_value:
-            return out, None
+            return z, None
         hv = h if self.shared else self.v_body(obs)
-        return out, self.v_head(hv).squeeze(-1)
+        return z, self.v_out(hv).squeeze(-1)
 
-    def gaussian(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(μ, log σ) from the policy head's output."""
-        if self.state_dependent_std:
-            mean, log_std = out.split(self.act_dim, dim=-1)
-            return mean, log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        return out, self.log_std.expand_as(out)
+    def forward(self, obs: torch.Tensor):
+        z, value = self.outputs(obs)
+        return self.head.distribution(z), value
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.accelerator is not None and self.accelerator.handles(obs):
+            return self.accelerator.value(obs)
         hv = self.pi_body(obs) if self.shared else self.v_body(obs)
-        return self.v_head(hv).squeeze(-1)
+        return self.v_out(hv).squeeze(-1)
 
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False):
-        """(action, log π(a|s), V(s) or None) for a batch of observations. Gaussian
-        actions are the unbounded samples u (see ``env_action``)."""
-        out, value = self._heads(obs)
-        if self.continuous:
-            mean, log_std = self.gaussian(out)
-            action = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
-            logp = gaussian_log_prob(mean, log_std, action) - self.bounds.log_det_torch(action)
-            return action, logp, value
-        logp_all = out.log_softmax(-1)
-        if deterministic:
-            action = out.argmax(-1)
-        else:
-            action = torch.multinomial(logp_all.exp(), 1).squeeze(-1)
-        logp = logp_all.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        return action, logp, value
 
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor):
-        """(log π(a|s), H[π(·|s)], V(s) or None), differentiable."""
-        out, value = self._heads(obs)
-        if self.continuous:
-            mean, log_std = self.gaussian(out)
-            logp = gaussian_log_prob(mean, log_std, actions) - self.bounds.log_det_torch(actions)
-            return logp, gaussian_entropy(log_std), value
-        logp_all = out.log_softmax(-1)
-        logp = logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-        entropy = -(logp_all.exp() * logp_all).sum(-1)
-        return logp, entropy, value
-
-    def env_action(self, actions: torch.Tensor) -> torch.Tensor:
-        """The actions sent to the env for stored ``actions`` (in the Box's bounds)."""
-        return self.bounds.to_env_torch(actions) if self.continuous else actions
-
+# --------------------------------------------------------------------------- building
 
 def resolve_kind(kind: str, obs_space: gym.Space) -> str:
-    """``auto``: tabular for Discrete observations, mlp otherwise."""
+    """``auto``: tabular for Discrete observations, cnn for images, mlp otherwise."""
     if kind == "auto":
-        return "tabular" if isinstance(obs_space, gym.spaces.Discrete) else "mlp"
+        if isinstance(obs_space, gym.spaces.Discrete):
+            return "tabular"
+        return "cnn" if is_image_space(obs_space) else "mlp"
     return kind
 
 
-def build_agent(policy_cfg, obs_space: gym.Space, act_space: gym.Space, with_value: bool) -> Agent:
-    """An Agent for the spaces of a (single) environment; unsupported spaces are a
-    ConfigError naming them. (Keys missing from an older run's saved config take their
-    defaults.)"""
+def action_bounds(policy_cfg, act_space: gym.Space) -> ActionBounds | None:
+    """The Box's bounds as ``policy.action_bounds`` maps into them (None for Discrete)."""
+    if not isinstance(act_space, gym.spaces.Box):
+        return None
+    mode = getattr(policy_cfg, "action_bounds", "clip")
+    try:
+        return ActionBounds(act_space.low, act_space.high, mode)
+    except ValueError as err:
+        raise ConfigError(f"policy.action_bounds={mode}: {err} ({act_space}); use "
+                          "policy.action_bounds=clip.") from None
+
+
+def build_policy(policy_cfg, obs_space: gym.Space, act_space: gym.Space,
+                 with_value: bool) -> nn.Module:
+    """The policy for the spaces of a (single) environment: ``ActorCritic``, or the user's
+    module named by ``policy.module`` (``pkg.mod:Class``, called as
+    ``Class(obs_space, act_space, with_value=..., **policy.kwargs)``), checked against the
+    interface on a sample observation. Unsupported spaces are a ConfigError naming them.
+    (Keys missing from an older run's saved config take their defaults.)"""
     check_spaces(obs_space, act_space)  # the one place that decides what is supported
     opt = lambda key, default: getattr(policy_cfg, key, default)  # noqa: E731
-    kind = resolve_kind(opt("kind", "auto"), obs_space)
-    discrete_obs = isinstance(obs_space, gym.spaces.Discrete)
-    if discrete_obs:
-        obs_dim, obs_start = int(obs_space.n), int(obs_space.start)
-    else:
-        if kind == "tabular":
-            raise ConfigError(f"policy.kind=tabular needs a Discrete observation space; this "
-                              f"environment observes {obs_space} (use policy.kind=mlp or auto).")
-        obs_dim, obs_start = int(obs_space.shape[0]), 0
-
-    bounds = None
-    if isinstance(act_space, gym.spaces.Discrete):
-        n_actions = int(act_space.n)
-    else:
-        n_actions = int(act_space.shape[0])
-        mode = opt("action_bounds", "clip")
-        try:
-            bounds = ActionBounds(act_space.low, act_space.high, mode)
-        except ValueError as err:
-            raise ConfigError(f"policy.action_bounds={mode}: {err} ({act_space}); use "
-                              "policy.action_bounds=clip.") from None
-    return Agent(
-        obs_dim=obs_dim,
-        n_actions=n_actions,
+    module_path = opt("module", None)
+    if module_path:
+        from pgrun.user_policy import build_user_policy
+        return build_user_policy(module_path, dict(opt("kwargs", {}) or {}), obs_space,
+                                 act_space, with_value)
+    return ActorCritic(
+        obs_space, act_space,
+        kind=resolve_kind(opt("kind", "auto"), obs_space),
         hidden_sizes=list(policy_cfg.hidden_sizes),
         activation=policy_cfg.activation,
         with_value=with_value,
         shared=policy_cfg.shared,
         ortho_init=policy_cfg.ortho_init,
-        kind=kind,
-        discrete_obs=discrete_obs,
-        obs_start=obs_start,
-        action_bounds=bounds,
+        bounds=action_bounds(policy_cfg, act_space),
         log_std_init=float(opt("log_std_init", 0.0)),
         state_dependent_std=bool(opt("state_dependent_std", False)),
     )
+
+
+def obs_dtype(obs_space: gym.Space) -> type:
+    """How observations are stored and fed: int64 state indices, uint8 images, float32."""
+    if isinstance(obs_space, gym.spaces.Discrete):
+        return np.int64
+    return np.uint8 if is_image_space(obs_space) else np.float32
+
+
+def policy_value(policy: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+    """V(s) alone: ``policy.value`` where the module has it, else ``policy(obs)[1]``."""
+    value = getattr(policy, "value", None)
+    return value(obs) if callable(value) else policy(obs)[1]
+
+
+def parameters_by_role(policy: nn.Module, role: str) -> list[nn.Parameter]:
+    """``policy`` or ``value`` parameters (``policy_parameters()`` / ``value_parameters()``
+    where the module has them), or ``all``."""
+    if role == "all":
+        return list(policy.parameters())
+    method = getattr(policy, f"{role}_parameters", None)
+    if method is None:
+        raise ConfigError(f"this algorithm optimizes the policy and the value function "
+                          f"separately: the policy module {type(policy).__name__} needs "
+                          f"policy_parameters() and value_parameters() methods.")
+    return list(method())

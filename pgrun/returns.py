@@ -79,3 +79,10 @@ def gae(
         running = np.multiply(decay[t], running, out=adv[t])
         running += deltas[t]
     return adv, adv + values
+
+
+def batch_gae(batch, gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """(Â, R̂) of a rollout ``Batch`` with a critic: ``gae`` with the next-state values
+    bootstrapped at the batch's cut (``Batch.last_value``) and at truncations."""
+    return gae(batch.rewards, batch.values, next_values(batch.values, batch.last_value),
+               batch.terminated, batch.truncated, gamma, lam)

@@ -34,9 +34,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import gymnasium as gym
+import torch
+from torch import nn
+
 from pgrun.normalize import ObsNormalizer, RewardScaler
-from pgrun.numpy_agent import NumpyAgent, rng_for
-from pgrun.policies import Agent
+from pgrun.policies import obs_dtype
 
 
 @dataclass
@@ -69,20 +72,66 @@ class Batch:
         return self.valid & ~prev_open
 
 
+def rng_for(seed: int, stream: int) -> np.random.Generator:
+    """A generator independent of gymnasium's (which seeds ``default_rng(seed)``) and of
+    pgrun's other streams: 0 = training actions, 1 = evaluation actions."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 0x5067_7275, stream]))
+
+
+class Actor:
+    """Acting with a policy module: observations (NumPy) in, actions, log π(a|s) and V(s)
+    (NumPy) out, without gradients; actions are sampled with noise from ``rng`` (see
+    ``Distribution.sample``) or are the mode. ``to_env`` maps stored actions to what the
+    env receives (Box actions into their bounds, ``distributions.ActionBounds``)."""
+
+    def __init__(self, policy: nn.Module, obs_space: gym.Space, act_space: gym.Space,
+                 bounds=None, device: torch.device | str = "cpu"):
+        self.policy, self.device = policy, torch.device(device)
+        self.obs_dtype = obs_dtype(obs_space)
+        box = isinstance(act_space, gym.spaces.Box)
+        self.action_dtype = np.float32 if box else np.int64
+        self.action_shape: tuple[int, ...] = tuple(act_space.shape) if box else ()
+        self.bounds = bounds
+
+    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(obs).to(self.device)
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator):
+        """(actions, log π(a|s), V(s) or None) for a batch of observations."""
+        with torch.inference_mode():
+            dist, value = self.policy(self._tensor(obs))
+            actions = dist.sample(rng)
+            logp = dist.log_prob(actions)
+        return (actions.cpu().numpy(), logp.cpu().numpy(),
+                None if value is None else value.cpu().numpy())
+
+    def mode(self, obs: np.ndarray) -> np.ndarray:
+        """The greedy actions (the distribution's mode)."""
+        with torch.inference_mode():
+            return self.policy(self._tensor(obs))[0].mode().cpu().numpy()
+
+    def value(self, obs: np.ndarray) -> np.ndarray:
+        from pgrun.policies import policy_value
+        with torch.inference_mode():
+            return policy_value(self.policy, self._tensor(obs)).cpu().numpy()
+
+    def to_env(self, actions: np.ndarray) -> np.ndarray:
+        return actions if self.bounds is None else self.bounds.to_env(actions)
+
+
 class Collector:
-    """Steps a vector env with an Agent and fills a Batch; tracks finished episodes.
+    """Steps a vector env with an ``Actor`` and fills a Batch; tracks finished episodes.
     ``obs_normalizer`` / ``reward_scaler`` (``normalize.py``) are updated as it goes."""
 
-    def __init__(self, envs, agent: Agent, seed: int, capacity: int = 256,
+    def __init__(self, envs, actor: Actor, seed: int, with_value: bool, capacity: int = 256,
                  obs_normalizer: ObsNormalizer | None = None,
                  reward_scaler: RewardScaler | None = None):
         self.envs = envs
-        self.agent = agent
-        self.actor = NumpyAgent(agent)
+        self.actor = actor
         self.rng = rng_for(seed, 0)
         self.n = envs.num_envs
-        self.with_value = agent.with_value
-        self.obs_dtype = agent.obs_dtype
+        self.with_value = with_value
+        self.obs_dtype = actor.obs_dtype
         self.obs_normalizer = obs_normalizer
         self.reward_scaler = reward_scaler
         self.autoreset = np.zeros(self.n, dtype=bool)
@@ -140,13 +189,11 @@ class Collector:
         self._buf, self._raw_rewards = buf, raw
         self.capacity = capacity
 
-    def _step(self, t: int, active: np.ndarray | None, noise: np.ndarray | None = None
-              ) -> np.ndarray:
-        """One vector step into row t (with the step's sampling noise, else fresh noise
-        from the Collector's generator); returns which envs finished an episode."""
+    def _step(self, t: int, active: np.ndarray | None) -> np.ndarray:
+        """One vector step into row t; returns which envs finished an episode."""
         b = self._buf
         obs = self.policy_obs()
-        actions, logp, value = self.actor.act(obs, self.rng, noise=noise)
+        actions, logp, value = self.actor.act(obs, self.rng)
         next_obs, reward, terminated, truncated, _ = self.envs.step(self.actor.to_env(actions))
 
         done = terminated | truncated
@@ -209,21 +256,18 @@ class Collector:
 
     def collect_steps(self, num_steps: int) -> Batch:
         """num_steps steps of every env, continuing the running episodes."""
-        self.actor.sync()  # the weights changed since the last batch
         if self.stale:
             self._reset()
         if num_steps > self.capacity:
             self._alloc(num_steps)
-        noise = self.actor.noise(self.rng, (num_steps, self.n))
         for t in range(num_steps):
-            self._step(t, None, noise[t])
+            self._step(t, None)
         self._account(num_steps)
         return self._batch(num_steps)
 
     def collect_episodes(self, per_env: int, reset_seeds: list[int] | None = None) -> Batch:
         """Exactly ``per_env`` whole episodes from every env, starting from a reset
         (with one seed per env when ``reset_seeds`` is given: GRPO's groups)."""
-        self.actor.sync()
         if reset_seeds is not None or not self.fresh:
             self._reset(reset_seeds)
         counts = np.zeros(self.n, dtype=np.int64)

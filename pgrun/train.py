@@ -43,9 +43,10 @@ from pgrun.evaluate import evaluate
 from pgrun.extras import check_env_dependencies, env_id_of
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.normalize import build_normalizers
-from pgrun.policies import Agent, build_agent
+from pgrun.accelerate import attach
+from pgrun.policies import action_bounds, build_policy
 from pgrun.resume import Plan, plan_run
-from pgrun.rollout import Collector
+from pgrun.rollout import Actor, Collector
 from pgrun.runfolder import (
     CHECKPOINT,
     COMPLETE,
@@ -97,18 +98,29 @@ def _mean_std(x: np.ndarray) -> tuple[float, float]:
     return (float(x.mean()), float(x.std())) if len(x) else (math.nan, math.nan)
 
 
-def nonfinite(stats: dict, agent: Agent) -> list[str]:
+def nonfinite(stats: dict, policy: torch.nn.Module) -> list[str]:
     """What is NaN/inf after an update: loss stats (when optimizer steps were taken; PPO
     reports ``grad_steps``) and parameters."""
     bad = []
     if stats.get("grad_steps", 1):
         bad += [f"{k}={stats[k]}" for k in LOSS_KEYS
                 if stats.get(k) is not None and not math.isfinite(stats[k])]
-    if np.isfinite(agent.flat_data.numpy()).all():
+    params = list(policy.parameters())
+    if bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
         return bad
-    bad += [f"parameter {name}" for name, p in agent.named_parameters()
-            if not bool(torch.isfinite(p).all())]
-    return bad
+    return bad + [f"parameter {name}" for name, p in policy.named_parameters()
+                  if not bool(torch.isfinite(p).all())]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``device``: ``auto`` is cuda where available, else cpu; cuda without a GPU is a
+    ConfigError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name}: torch finds no CUDA device on this machine "
+                          f"(torch {torch.__version__}); use device=cpu or device=auto.")
+    return torch.device(name)
 
 
 def train(cfg: DictConfig, run_dir: Path, stop: StopFlag | None = None) -> dict:
@@ -156,21 +168,28 @@ class _Run:
         self.envs = make_vec_env(cfg.env, cfg.env.num_envs)
         if cfg.eval.interval > 0:
             self.eval_envs = make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
-        self.agent = build_agent(cfg.policy, self.envs.single_observation_space,
-                                 self.envs.single_action_space, with_value=algo_cls.uses_value)
-        self.algo = algo_cls(cfg.algo, self.agent, cfg.env.num_envs)
+        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        self.device = resolve_device(cfg.get("device", "cpu"))
+        self.policy = build_policy(cfg.policy, obs_space, act_space,
+                                   with_value=algo_cls.uses_value).to(self.device)
+        self.update_path = attach(self.policy, cfg.get("accelerate", True)
+                                  and not algo_cls.second_order)
+        self.actor = Actor(self.policy, obs_space, act_space,
+                           action_bounds(cfg.policy, act_space), self.device)
+        self.algo = algo_cls(cfg.algo, self.policy, cfg.env.num_envs, self.device)
         env_restored = ckpt is not None and env_state_fits(self.envs, ckpt["env_state"])
         seed = cfg.seed if ckpt is None or env_restored else restart_seed(cfg.seed, ckpt["update"])
         obs_norm, reward_scaler = build_normalizers(cfg, self.envs.single_observation_space,
                                                     cfg.env.num_envs)
-        self.collector = Collector(self.envs, self.agent, seed=seed, obs_normalizer=obs_norm,
+        self.collector = Collector(self.envs, self.actor, seed=seed,
+                                   with_value=algo_cls.uses_value, obs_normalizer=obs_norm,
                                    reward_scaler=reward_scaler)
         self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
         if ckpt is not None:
             self._restore(ckpt)
         clear_error(self.run_dir)
         keep_evals = len(self.state["eval_returns"]) if ckpt is not None else None
-        self.metrics = RunCsv(self.run_dir / METRICS, METRIC_COLUMNS,
+        self.metrics = RunCsv(self.run_dir / METRICS, [*METRIC_COLUMNS, *algo_cls.columns],
                               keep_rows=self.state["update"] if ckpt is not None else None)
         self.evals = RunCsv(self.run_dir / EVALS, EVAL_COLUMNS, keep_rows=keep_evals)
         self.progress = Progress(cfg.progress, self.total, self.title)
@@ -178,9 +197,10 @@ class _Run:
     def _restore(self, ckpt: dict) -> None:
         """Put the checkpoint's state back (after everything is built, since building
         draws from the generators being restored)."""
-        self.agent.load_state_dict(ckpt["agent"])
+        self.policy.load_state_dict(ckpt["agent"])
         for name, opt in self.algo.optimizers().items():
             opt.load_state_dict(ckpt["optimizers"][name])
+        self.algo.load_state_dict(ckpt.get("algo", {}))
         set_global_rng_state(ckpt["rng"])
         env_restored = restore_env_state(self.envs, ckpt["env_state"])
         restore_collector(self.collector, ckpt["collector"], with_episodes=env_restored)
@@ -226,7 +246,7 @@ class _Run:
                 batch = self.algo.collect(self.collector)
             with watch.time("update"):
                 stats = self.algo.update(batch, progress=st["step"] / self.total)
-            bad = nonfinite(stats, self.agent)
+            bad = nonfinite(stats, self.policy)
             if bad:
                 raise NonFiniteError(self._nonfinite_message(st["update"] + 1, bad))
             st["step"] += batch.num_steps
@@ -264,7 +284,7 @@ class _Run:
     def _eval(self) -> None:
         cfg, st = self.cfg, self.state
         with self.watch.time("eval"):
-            rets, lens = evaluate(self.agent, self.eval_envs, cfg.eval.episodes,
+            rets, lens = evaluate(self.actor, self.eval_envs, cfg.eval.episodes,
                                   seed=cfg.seed + EVAL_SEED_OFFSET,
                                   deterministic=cfg.eval.deterministic,
                                   obs_normalizer=self.collector.obs_normalizer)
@@ -292,8 +312,9 @@ class _Run:
             "format": FORMAT, "complete": complete,
             "step": st["step"], "update": st["update"], "episodes": st["episodes"],
             "config": self.config, "config_hash": config_hash(self.config),
-            "agent": self.agent.state_dict(),
+            "agent": self.policy.state_dict(),
             "optimizers": {k: opt.state_dict() for k, opt in self.algo.optimizers().items()},
+            "algo": self.algo.state_dict(),
             "obs_normalizer": capture_normalizer(self.collector),
             "rng": global_rng_state(),
             "env_state": env_state,
@@ -350,6 +371,7 @@ class _Run:
             "reward_threshold": cfg.env.reward_threshold,
             "steps_to_threshold": st["steps_to_threshold"],
             "time_s": {k: round(v, 3) for k, v in self.watch.totals.items()},
+            "update_path": getattr(self, "update_path", None), "device": str(getattr(self, "device", "")),
             "checkpoint": self.last_checkpoint,
             "resumes": self.resumes,
             "config_hash": config_hash(self.config),

@@ -1,4 +1,5 @@
-"""The algorithm registry: ``algo.name`` → class."""
+"""The algorithm registry: ``algo.name`` → class. Each class declares its config
+dataclass, checks, metric columns and checkpointed state (``base.Algorithm``)."""
 
 from pgrun.algos.base import Algorithm
 from pgrun.algos.grpo import GRPO
@@ -7,6 +8,6 @@ from pgrun.algos.reinforce import Reinforce
 from pgrun.algos.vpg import VPG
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    "reinforce": Reinforce, "vpg": VPG, "ppo": PPO, "grpo": GRPO}
+    cls.name: cls for cls in (Reinforce, VPG, PPO, GRPO)}
 
 __all__ = ["ALGORITHMS", "Algorithm"]

@@ -9,24 +9,49 @@ groups of ``group_size`` episodes, all episodes of a group starting from the sam
   Â_i = (R_i − mean_g R) / (std_g R + ε),   R_i = Σ_t γ^t r_t  (γ = 1 by default)
 
 The policy then takes PPO's clipped-ratio steps over several epochs of shuffled
-minibatches of those steps, optionally with a KL penalty to the policy that collected the
-data (the k3 estimator, as in the GRPO paper):
+minibatches of those steps, optionally with GRPO's KL penalty towards a reference policy,
+here the policy that collected the data (control has no separate reference model):
 
-  L = −E_t[min(r_t Â, clip(r_t, 1−ε, 1+ε) Â)] + β E_t[π_old/π_θ − log(π_old/π_θ) − 1] − c_H E_t[H_t]
+  L = L^CLIP − c_H E_t[H_t] + β E_t[π_old/π_θ − log(π_old/π_θ) − 1]
 
+The penalty is the GRPO paper's k3 form. It is non-negative, zero at π_θ = π_old, and an
+unbiased estimate of KL[π_θ‖π_old] only for actions drawn from π_θ; these are drawn from
+π_old, so it equals that KL to second order near π_old rather than in expectation.
 A group whose episodes all score the same carries no signal (Â = 0), as in GRPO.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import torch
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
-from pgrun.algos.base import Algorithm, Means, adam, minibatches, set_lr, step, valid_arrays
-from pgrun.algos.ppo import clipped_surrogate
+from pgrun.algos.base import Algorithm, Means, adam, minibatches, set_lr, step
+from pgrun.algos.ppo import clip_fraction, clipped_surrogate
 from pgrun.config import ConfigError
 from pgrun.returns import reward_to_go
 from pgrun.rollout import Batch, Collector
+
+
+@dataclass
+class GRPOConfig:
+    """Group relative policy optimization adapted to control: critic-free, groups of
+    episodes from one reset seed, advantages standardized within each group."""
+
+    name: str = "grpo"
+    group_size: int = 8
+    lr: float = 1e-3
+    anneal_lr: bool = True
+    gamma: float = 1.0
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = 0.5
+    adam_eps: float = 1e-5
 
 
 def group_advantages(returns: np.ndarray, group_size: int, eps: float = 1e-8) -> np.ndarray:
@@ -37,24 +62,31 @@ def group_advantages(returns: np.ndarray, group_size: int, eps: float = 1e-8) ->
     return adv.reshape(-1)
 
 
-def kl_k3(logp: np.ndarray, old_logp: np.ndarray) -> tuple[float, np.ndarray]:
-    """(k3, ∂k3/∂log π) with k3 = E[π_old/π_θ − log(π_old/π_θ) − 1], an unbiased,
-    non-negative estimate of KL[π_θ‖π_old] from samples of π_old: with x = log π_old − log π,
-    ∂/∂log π of (eˣ − x − 1)/B is (1 − eˣ)/B."""
-    x = old_logp - logp
-    ex = np.exp(x)
-    return float((ex - x - 1.0).mean()), ((1.0 - ex) / len(x)).astype(np.float32)
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """GRPO's k3 penalty E[π_ref/π_θ − log(π_ref/π_θ) − 1] (module docstring)."""
+    x = ref_logp - logp
+    return (x.exp() - x - 1.0).mean()
 
 
 class GRPO(Algorithm):
+    name = "grpo"
+    Config = GRPOConfig
     uses_value = False
 
-    def __init__(self, cfg, agent, num_envs):
-        super().__init__(cfg, agent, num_envs)
-        self.opt = adam(agent, "policy", cfg.lr, cfg.adam_eps)
+    def __init__(self, cfg, policy, num_envs, device="cpu"):
+        super().__init__(cfg, policy, num_envs, device)
+        self.opt = adam(policy, "policy", self.cfg.lr, self.cfg.adam_eps)
 
     def optimizers(self):
         return {"policy": self.opt}
+
+    @classmethod
+    def check(cls, cfg, env_cfg):
+        if cfg.group_size < 2 or env_cfg.num_envs % cfg.group_size:
+            return [f"env.num_envs={env_cfg.num_envs!r}: must be a multiple of "
+                    f"algo.group_size={cfg.group_size} ≥ 2 (each update runs num_envs / "
+                    "group_size groups of group_size episodes in parallel)"]
+        return []
 
     def collect(self, collector: Collector) -> Batch:
         """One episode per env; env k belongs to group k // group_size and starts from
@@ -80,17 +112,21 @@ class GRPO(Algorithm):
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
-        d = valid_arrays(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
                          adv=self.step_advantages(batch))
         stats = Means()
-        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches):
-            logp, entropy, _ = self.net.evaluate(d["obs"][idx], d["actions"][idx])
-            pg_loss, dlogp, info = clipped_surrogate(logp, d["logp"][idx], d["adv"][idx],
-                                                     cfg.clip_eps)
-            _, dkl = kl_k3(logp, d["logp"][idx])
-            self.net.backward(dlogp + cfg.kl_coef * dkl, -cfg.ent_coef / len(idx))
-            grad_norm = step(self.opt, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss, entropy=entropy.mean(), grad_norm=grad_norm, **info)
-        out = stats.means()
-        out.update(lr=lr)
-        return out
+        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):
+            dist, _ = self.policy(d["obs"][idx])
+            logp, old_logp = dist.log_prob(d["actions"][idx]), d["logp"][idx]
+            pg_loss = clipped_surrogate(logp, old_logp, d["adv"][idx], cfg.clip_eps)
+            entropy = dist.entropy().mean()
+            loss = pg_loss - cfg.ent_coef * entropy
+            if cfg.kl_coef:
+                loss = loss + cfg.kl_coef * kl_penalty(logp, old_logp)
+            grad_norm = step(self.opt, loss, cfg.max_grad_norm)
+            with torch.no_grad():
+                clip_frac = float(clip_fraction(logp, old_logp, cfg.clip_eps))
+            stats.add(policy_loss=pg_loss.item(), entropy=entropy.item(), grad_norm=grad_norm,
+                      clip_frac=clip_frac)
+        return stats.means() | {
+            "lr": lr, "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"])}

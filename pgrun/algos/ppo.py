@@ -15,64 +15,79 @@ minibatch exceeds 1.5 × target_kl (that minibatch's step is not taken).
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
+import torch
 
 from pgrun.algos.base import (
     Algorithm,
     Means,
     adam,
+    approx_kl,
     explained_variance,
     minibatches,
     normalize,
     set_lr,
     step,
-    valid_arrays,
 )
-from pgrun.returns import gae, next_values
+from pgrun.returns import batch_gae
 from pgrun.rollout import Batch
 
 
-def clipped_surrogate(logp: np.ndarray, old_logp: np.ndarray, adv: np.ndarray,
-                      clip_eps: float) -> tuple[float, np.ndarray, dict[str, float]]:
-    """(L^CLIP, ∂L^CLIP/∂log π, diagnostics): approx_kl = E[(r − 1) − log r] (Schulman's k3
-    estimator of KL[π_old‖π_θ]) and clip_frac = fraction of samples with |r − 1| > ε.
+@dataclass
+class PPOConfig:
+    """Proximal policy optimization with the clipped surrogate."""
 
-    Per sample the loss is max(−Â r, −Â clip(r, 1±ε)) / B, and ∂r/∂log π = r: the
-    derivative is −Â r / B where the unclipped term is the larger (or they tie, inside the
-    range) and 0 where the clipped, constant term is."""
-    log_ratio = logp - old_logp
-    ratio = np.exp(log_ratio)
-    unclipped = -adv * ratio
-    clipped = -adv * np.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
-    n = len(logp)
-    loss = float(np.add.reduce(np.maximum(unclipped, clipped))) / n
-    dlogp = np.where(unclipped >= clipped, unclipped / n, np.float32(0.0))
-    ratio -= 1.0  # r − 1
-    info = {"approx_kl": float(np.add.reduce(ratio - log_ratio)) / n,
-            "clip_frac": np.count_nonzero(np.abs(ratio) > clip_eps) / n}
-    return loss, dlogp, info
+    name: str = "ppo"
+    lr: float = 2.5e-4
+    anneal_lr: bool = True
+    num_steps: int = 128
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    anneal_clip: bool = False
+    clip_vloss: bool = False
+    normalize_advantages: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float | None = 0.5
+    target_kl: float | None = None
+    adam_eps: float = 1e-5
 
 
-def value_loss(values: np.ndarray, old_values: np.ndarray, returns: np.ndarray,
-               clip_eps: float | None) -> tuple[float, np.ndarray]:
-    """(L^V, ∂L^V/∂V): ½ E[(V − R̂)²], ∂ = (V − R̂)/B; or with clip_eps
-    ½ E[max((V − R̂)², (V_old + clip(V − V_old, ±ε) − R̂)²)], whose derivative is (V − R̂)/B
-    where the unclipped term is the larger (or they tie) and 0 where the clipped one is."""
-    n = len(values)
-    err = values - returns
-    unclipped = err * err
+def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
+                      clip_eps: float) -> torch.Tensor:
+    """L^CLIP = −E[min(r Â, clip(r, 1−ε, 1+ε) Â)],  r = exp(log π_θ − log π_old)   (eq. 7)"""
+    ratio = (logp - old_logp).exp()
+    return -torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
+
+
+def clip_fraction(logp: torch.Tensor, old_logp: torch.Tensor, clip_eps: float) -> torch.Tensor:
+    """The fraction of samples whose ratio lies outside [1 − ε, 1 + ε]."""
+    return ((logp - old_logp).exp().sub(1.0).abs() > clip_eps).float().mean()
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               clip_eps: float | None) -> torch.Tensor:
+    """L^V = ½ E[(V − R̂)²]; with ``clip_eps``
+    ½ E[max((V − R̂)², (V_old + clip(V − V_old, −ε, ε) − R̂)²)]."""
+    unclipped = (values - returns).pow(2)
     if clip_eps is None:
-        return 0.5 * float(np.add.reduce(unclipped)) / n, err / n
-    clipped = old_values + np.clip(values - old_values, -clip_eps, clip_eps) - returns
-    clipped *= clipped
-    loss = 0.5 * float(np.add.reduce(np.maximum(unclipped, clipped))) / n
-    return loss, np.where(unclipped >= clipped, err / n, np.float32(0.0))
+        return 0.5 * unclipped.mean()
+    clipped = (old_values + (values - old_values).clamp(-clip_eps, clip_eps) - returns).pow(2)
+    return 0.5 * torch.max(unclipped, clipped).mean()
 
 
 class PPO(Algorithm):
-    def __init__(self, cfg, agent, num_envs):
-        super().__init__(cfg, agent, num_envs)
-        self.opt = adam(agent, "all", cfg.lr, cfg.adam_eps)
+    name = "ppo"
+    Config = PPOConfig
+    columns = ("clip_eps",)
+
+    def __init__(self, cfg, policy, num_envs, device="cpu"):
+        super().__init__(cfg, policy, num_envs, device)
+        self.opt = adam(policy, "all", self.cfg.lr, self.cfg.adam_eps)
 
     def optimizers(self):
         return {"agent": self.opt}
@@ -82,25 +97,28 @@ class PPO(Algorithm):
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
         clip_eps = cfg.clip_eps * (1.0 - progress) if cfg.anneal_clip else cfg.clip_eps
-        adv, ret = gae(batch.rewards, batch.values, next_values(batch.values, batch.last_value),
-                       batch.terminated, batch.truncated, cfg.gamma, cfg.gae_lambda)
-        d = valid_arrays(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+        adv, ret = batch_gae(batch, cfg.gamma, cfg.gae_lambda)
+        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
                          values=batch.values, adv=adv, ret=ret)
         stats = Means()
-        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches):
-            logp, entropy, values = self.net.evaluate(d["obs"][idx], d["actions"][idx])
-            mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
-            pg_loss, dlogp, info = clipped_surrogate(logp, d["logp"][idx], mb_adv, clip_eps)
-            if cfg.target_kl is not None and info["approx_kl"] > 1.5 * cfg.target_kl:
+        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):
+            dist, values = self.policy(d["obs"][idx])
+            logp, old_logp = dist.log_prob(d["actions"][idx]), d["logp"][idx]
+            with torch.no_grad():
+                kl = float(approx_kl(logp, old_logp))
+                clip_frac = float(clip_fraction(logp, old_logp, clip_eps))
+            if cfg.target_kl is not None and kl > 1.5 * cfg.target_kl:
                 break
-            v_loss, dvalues = value_loss(values, d["values"][idx], d["ret"][idx],
-                                         clip_eps if cfg.clip_vloss else None)
-            # L = L^CLIP − c_H mean(H) + c_V L^V
-            self.net.backward(dlogp, -cfg.ent_coef / len(idx), cfg.vf_coef * dvalues)
-            grad_norm = step(self.opt, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss, value_loss=v_loss, entropy=np.add.reduce(entropy) / len(idx),
-                      grad_norm=grad_norm, **info)
-        out = stats.means()
-        out.update(lr=lr, clip_eps=clip_eps,
-                   explained_variance=explained_variance(d["values"], d["ret"]))
-        return out
+            mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
+            pg_loss = clipped_surrogate(logp, old_logp, mb_adv, clip_eps)
+            v_loss = value_loss(values, d["values"][idx], d["ret"][idx],
+                                clip_eps if cfg.clip_vloss else None)
+            entropy = dist.entropy().mean()
+            loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss   # eq. 9
+            grad_norm = step(self.opt, loss, cfg.max_grad_norm)
+            stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(),
+                      entropy=entropy.item(), grad_norm=grad_norm, clip_frac=clip_frac)
+        return stats.means() | {
+            "lr": lr, "clip_eps": clip_eps,
+            "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"]),
+            "explained_variance": explained_variance(d["values"], d["ret"])}

@@ -8,24 +8,44 @@ targets). The logged value_loss is the one before fitting.
 
 from __future__ import annotations
 
-from pgrun.algos.base import (
-    Algorithm,
-    adam,
-    explained_variance,
-    normalize,
-    set_lr,
-    step,
-    valid_arrays,
-)
-from pgrun.returns import gae, next_values
+from dataclasses import dataclass
+
+from pgrun.algos.base import Algorithm, adam, explained_variance, normalize, set_lr, step
+from pgrun.policies import policy_value
+from pgrun.returns import batch_gae
 from pgrun.rollout import Batch
 
 
+@dataclass
+class VPGConfig:
+    """REINFORCE with a learned state-value baseline and GAE(λ) advantages."""
+
+    name: str = "vpg"
+    lr: float = 3e-4
+    vf_lr: float = 1e-3
+    vf_iters: int = 80
+    num_steps: int = 256
+    gamma: float = 0.99
+    gae_lambda: float = 0.97
+    normalize_advantages: bool = True
+    ent_coef: float = 0.0
+    max_grad_norm: float | None = None
+    anneal_lr: bool = False
+
+
+def policy_gradient_loss(logp, adv):
+    """L_π = −E_t[log π_θ(a_t|s_t) Â_t]: its gradient is the score-function estimator."""
+    return -(logp * adv).mean()
+
+
 class VPG(Algorithm):
-    def __init__(self, cfg, agent, num_envs):
-        super().__init__(cfg, agent, num_envs)
-        self.pi_opt = adam(agent, "policy", cfg.lr)
-        self.v_opt = adam(agent, "value", cfg.vf_lr)
+    name = "vpg"
+    Config = VPGConfig
+
+    def __init__(self, cfg, policy, num_envs, device="cpu"):
+        super().__init__(cfg, policy, num_envs, device)
+        self.pi_opt = adam(policy, "policy", self.cfg.lr)
+        self.v_opt = adam(policy, "value", self.cfg.vf_lr)
 
     def optimizers(self):
         return {"policy": self.pi_opt, "value": self.v_opt}
@@ -34,29 +54,23 @@ class VPG(Algorithm):
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.pi_opt, lr)
-        adv, ret = gae(batch.rewards, batch.values, next_values(batch.values, batch.last_value),
-                       batch.terminated, batch.truncated, cfg.gamma, cfg.gae_lambda)
-        d = valid_arrays(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+        adv, ret = batch_gae(batch, cfg.gamma, cfg.gae_lambda)
+        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
                          values=batch.values, adv=adv, ret=ret)
         advantages = normalize(d["adv"]) if cfg.normalize_advantages else d["adv"]
-        n = len(advantages)
 
-        # L_π = −mean(log π · Â) − c_H mean(H):  ∂/∂log π = −Â/B, ∂/∂H = −c_H/B
-        logp, entropy, _ = self.net.evaluate(d["obs"], d["actions"], with_value=False)
-        policy_loss = -float((logp * advantages).mean())
-        self.net.backward(-advantages / n, -cfg.ent_coef / n)
-        grad_norm = step(self.pi_opt, cfg.max_grad_norm)
+        dist, _ = self.policy(d["obs"])
+        pg_loss = policy_gradient_loss(dist.log_prob(d["actions"]), advantages)
+        entropy = dist.entropy().mean()
+        grad_norm = step(self.pi_opt, pg_loss - cfg.ent_coef * entropy, cfg.max_grad_norm)
 
-        # L_V = mean((V − R̂)²):  ∂/∂V = 2(V − R̂)/B
         value_losses = []
         for _ in range(cfg.vf_iters):
-            err = self.net.value(d["obs"]) - d["ret"]
-            value_losses.append(float((err * err).mean()))
-            self.net.value_backward(2.0 * err / n)
-            step(self.v_opt, cfg.max_grad_norm)
+            v_loss = (policy_value(self.policy, d["obs"]) - d["ret"]).pow(2).mean()
+            value_losses.append(v_loss.item())
+            step(self.v_opt, v_loss, cfg.max_grad_norm)
 
-        new_logp, _, _ = self.net.evaluate(d["obs"], d["actions"], with_value=False)
-        return {"policy_loss": policy_loss, "value_loss": value_losses[0],
-                "entropy": float(entropy.mean()), "approx_kl": float((d["logp"] - new_logp).mean()),
-                "grad_norm": grad_norm,
-                "explained_variance": explained_variance(d["values"], d["ret"]), "lr": lr}
+        return {"policy_loss": pg_loss.item(), "value_loss": value_losses[0],
+                "entropy": entropy.item(), "grad_norm": grad_norm, "lr": lr,
+                "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"]),
+                "explained_variance": explained_variance(d["values"], d["ret"])}

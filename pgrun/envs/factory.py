@@ -43,6 +43,7 @@ from types import ModuleType
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode
 
@@ -57,8 +58,8 @@ DEFAULT_MAX_EPISODE_STEPS = 1000
 ``env.max_episode_steps`` is not set (entry points, most user-registered envs)."""
 
 SUPPORTED_SPACES = (
-    "pgrun supports observation spaces Box with one dimension (MLP policy) and Discrete "
-    "(tabular policy), and action spaces Discrete (categorical policy) and Box with one "
+    "pgrun supports observation spaces Box with one dimension (MLP policy), uint8 images "
+    "H×W×C or C×H×W (CNN policy) and Discrete (tabular policy), and action spaces Discrete (categorical policy) and Box with one "
     "dimension (Gaussian policy)")
 
 _ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
@@ -131,12 +132,19 @@ def check_env_id(env_id: str) -> EnvSpec:
 
 def load_entry_point(entry_point: str) -> Callable[..., gym.Env]:
     """The class or function named by ``module.path:Name`` (``Name`` may be dotted)."""
-    what = f"env.entry_point={entry_point!r}"
-    if not isinstance(entry_point, str) or not _ENTRY_POINT.fullmatch(entry_point):
-        raise ConfigError(f"{what}: must be module.path:Name, the module to import and the "
-                          "gym.Env subclass (or function returning an env) in it, e.g. "
-                          "my_pkg.envs:MyEnv.")
-    module_name, _, attr = entry_point.partition(":")
+    return import_object(entry_point, f"env.entry_point={entry_point!r}",
+                         "a gym.Env subclass or a function that returns an env",
+                         "my_pkg.envs:MyEnv")
+
+
+def import_object(path: str, what: str, expected: str = "a class or function",
+                  example: str = "my_pkg.module:Name") -> Callable[..., Any]:
+    """The callable named by ``module.path:Name`` (``Name`` may be dotted), imported as
+    ``python -m`` would from the current directory; a ConfigError saying what is wrong."""
+    if not isinstance(path, str) or not _ENTRY_POINT.fullmatch(path):
+        raise ConfigError(f"{what}: must be module.path:Name, the module to import and "
+                          f"{expected} in it, e.g. {example}.")
+    module_name, _, attr = path.partition(":")
     module = _import_module(module_name, what)
     obj: Any = module
     for part in attr.split("."):
@@ -150,11 +158,10 @@ def load_entry_point(entry_point: str) -> Callable[..., gym.Env]:
             raise ConfigError(
                 f"{what}: module {module_name!r}"
                 f"{f' ({os.path.relpath(where)})' if where else ''} has no attribute "
-                f"{attr!r}.{hint} The entry point must name a gym.Env subclass or a function "
-                "that returns an env.") from None
+                f"{attr!r}.{hint} It must name {expected}.") from None
     if not callable(obj):
         raise ConfigError(f"{what}: {attr!r} is an object of type {type(obj).__name__}, not "
-                          "a gym.Env subclass or a function that returns an env.")
+                          f"{expected}.")
     return obj
 
 
@@ -198,18 +205,24 @@ def env_kwargs(env_cfg) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ spaces
 
+def is_image_space(space: gym.Space) -> bool:
+    """A uint8 Box of shape H×W×C or C×H×W (C ≤ 4 on one side): what the CNN body takes."""
+    return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
+            and len(space.shape) == 3 and min(space.shape[0], space.shape[-1]) <= 4)
+
+
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, what: str = "the environment") -> None:
     """Raise a ConfigError unless pgrun has a policy for these (single-env) spaces.
 
     The one place that decides which spaces are supported: the policies build for any
     space that passes."""
     Box, Discrete = gym.spaces.Box, gym.spaces.Discrete
-    if not (isinstance(obs_space, Discrete)
+    if not (isinstance(obs_space, Discrete) or is_image_space(obs_space)
             or (isinstance(obs_space, Box) and len(obs_space.shape) == 1)):
         if isinstance(obs_space, Box):
             hint = (f" A Box of shape {obs_space.shape} can be flattened with "
-                    "gymnasium.wrappers.FlattenObservation in your entry point (pgrun has "
-                    "no convolutional policy for images).")
+                    "gymnasium.wrappers.FlattenObservation in your entry point (pgrun's "
+                    "convolutional policy takes uint8 images, H×W×C or C×H×W).")
         elif isinstance(obs_space, gym.spaces.Dict | gym.spaces.Tuple):
             hint = (" gymnasium.wrappers.FlattenObservation in your entry point turns a "
                     "Dict or Tuple of Box/Discrete spaces into one flat Box.")
@@ -285,6 +298,6 @@ def make_vec_env(env_cfg, num_envs: int, *, vectorization: str | None = None,
 
 __all__ = [
     "DEFAULT_MAX_EPISODE_STEPS", "EVAL_SEED_OFFSET", "SUPPORTED_SPACES", "check_env_id",
-    "check_spaces", "describe", "env_kwargs", "episode_limit", "load_entry_point",
+    "check_spaces", "describe", "env_kwargs", "episode_limit", "import_object", "load_entry_point",
     "make_vec_env", "resolve_spec", "vectorization_mode",
 ]
