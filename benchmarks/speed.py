@@ -8,7 +8,8 @@ In one run on one machine, alternating the runners, ``--reps`` repetitions each 
 training in a fresh process, one torch and one BLAS thread; timed on training alone:
 SB3's ``learn``, pgrun's training loop less its evaluation phase):
 
-1. pgrun vs SB3 at RL Zoo's CartPole hyperparameters (8 envs × 32 steps, 20 epochs of one
+1. pgrun (with its accelerator, and with ``accelerate=false``: plain torch autograd) vs SB3
+   at RL Zoo's CartPole hyperparameters (8 envs × 32 steps, 20 epochs of one
    256-sample minibatch, γ 0.98, λ 0.8, lr 1e-3 → 0, clip 0.2 → 0, no entropy bonus);
 2. the same at CleanRL's defaults (4 envs × 128 steps, 4 epochs × 4 minibatches, lr 2.5e-4
    → 0, γ 0.99, λ 0.95, entropy 0.01, value clipping), SB3 configured to match;
@@ -67,6 +68,7 @@ PRESETS = {
 # ------------------------------------------------------------------ child processes
 
 def child_pgrun(preset: str, steps: int, seed: int) -> dict:
+    """pgrun's training loop; ``preset+autograd`` runs it with ``accelerate=false``."""
     from hydra import compose, initialize_config_dir
 
     from pgrun.cli import CONF_DIR
@@ -74,9 +76,10 @@ def child_pgrun(preset: str, steps: int, seed: int) -> dict:
     from pgrun.train import train
 
     register()
+    preset, _, variant = preset.partition("+")
     overrides = ["algo=ppo", "env=CartPole-v1", f"seed={seed}", f"total_steps={steps}",
                  f"eval.interval={10 * steps}", "progress=none", "checkpoint.every=0",
-                 *PRESETS[preset]["pgrun"]]
+                 f"accelerate={variant != 'autograd'}", *PRESETS[preset]["pgrun"]]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,6 +88,7 @@ def child_pgrun(preset: str, steps: int, seed: int) -> dict:
     train_s = summary["wall_time_s"] - summary["time_s"].get("eval", 0.0)
     return {"steps": summary["steps"], "wall_s": train_s, "loop_wall_s": summary["wall_time_s"],
             "final_eval": summary["final_eval_return"], "phases": summary["time_s"],
+            "update_path": summary["update_path"],
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -131,20 +135,30 @@ def child_env(num_envs: int, steps: int, seed: int) -> dict:
     return {"steps": n_steps * num_envs, "wall_s": wall}
 
 
-def child_rollout(preset: str, steps: int, seed: int) -> dict:
-    """pgrun's rollout collection alone (inference + env step + storage)."""
+def _policy_and_envs(preset: str, seed: int):
+    """The speed runs' CartPole vector env and accelerated PPO policy (64-64 tanh)."""
     import gymnasium as gym
     import torch
 
-    from pgrun.policies import Agent
-    from pgrun.rollout import Collector
+    from pgrun.accelerate import attach
+    from pgrun.policies import ActorCritic
+    from pgrun.rollout import Actor, Collector
     from pgrun.train import limit_threads
 
     limit_threads(1)
     torch.manual_seed(seed)
     p = PRESETS[preset]
     envs = gym.make_vec("CartPole-v1", p["num_envs"], vectorization_mode="vector_entry_point")
-    collector = Collector(envs, Agent(4, 2, [64, 64]), seed=seed)
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    policy = ActorCritic(obs_space, act_space)
+    attach(policy)
+    collector = Collector(envs, Actor(policy, obs_space, act_space), seed=seed, with_value=True)
+    return p, policy, collector
+
+
+def child_rollout(preset: str, steps: int, seed: int) -> dict:
+    """pgrun's rollout collection alone (inference + env step + storage)."""
+    p, _, collector = _policy_and_envs(preset, seed)
     n_batches = steps // (p["num_envs"] * p["num_steps"])
     t0 = time.perf_counter()
     for _ in range(n_batches):
@@ -155,25 +169,15 @@ def child_rollout(preset: str, steps: int, seed: int) -> dict:
 
 def child_update(preset: str, steps: int, seed: int) -> dict:
     """pgrun's PPO update alone: the run's number of gradient steps on a fixed batch."""
-    import gymnasium as gym
-    import torch
     from omegaconf import OmegaConf
 
-    from pgrun.algos.ppo import PPO
-    from pgrun.config import PPOConfig
-    from pgrun.policies import Agent
-    from pgrun.rollout import Collector
-    from pgrun.train import limit_threads
+    from pgrun.algos.ppo import PPO, PPOConfig
 
-    limit_threads(1)
-    torch.manual_seed(seed)
-    p = PRESETS[preset]
-    envs = gym.make_vec("CartPole-v1", p["num_envs"], vectorization_mode="vector_entry_point")
-    agent = Agent(4, 2, [64, 64])
+    p, policy, collector = _policy_and_envs(preset, seed)
     cfg = OmegaConf.structured(PPOConfig(num_steps=p["num_steps"], num_epochs=p["epochs"],
                                          num_minibatches=p["minibatches"]))
-    algo = PPO(cfg, agent, p["num_envs"])
-    batch = Collector(envs, agent, seed=seed).collect_steps(p["num_steps"])
+    algo = PPO(cfg, policy, p["num_envs"])
+    batch = collector.collect_steps(p["num_steps"])
     n_updates = steps // (p["num_envs"] * p["num_steps"])
     t0 = time.perf_counter()
     for i in range(n_updates):
@@ -215,7 +219,7 @@ def child_profile(preset: str, steps: int, seed: int) -> dict:
 
     phases = {
         "env step": cumulative("cartpole", "step"),
-        "policy inference": cumulative("pgrun/numpy_agent", "act"),
+        "policy inference": cumulative("pgrun/rollout", "act"),
         "returns/GAE": cumulative("pgrun/returns", "gae"),
         "update (losses, backward, optimizer)": cumulative("pgrun/algos/ppo", "update")
         - cumulative("pgrun/returns", "gae"),
@@ -275,10 +279,12 @@ def main() -> None:
 
     rows, notes = [], []
     for preset in args.presets:
-        runs: dict[str, list[dict]] = {"pgrun": [], "sb3": []}
+        runs: dict[str, list[dict]] = {"pgrun": [], "autograd": [], "sb3": []}
         for rep in range(args.reps):  # alternate the runners
-            for runner in ("pgrun", "sb3"):
-                r = spawn(runner, preset, args.steps, rep)
+            for runner, kind, arg in (("pgrun", "pgrun", preset),
+                                      ("autograd", "pgrun", f"{preset}+autograd"),
+                                      ("sb3", "sb3", preset)):
+                r = spawn(kind, arg, args.steps, rep)
                 runs[runner].append(r)
                 print(f"  {preset} rep {rep} {runner}: {r['steps'] / r['wall_s']:,.0f} steps/s, "
                       f"final eval {r['final_eval']:.1f}", flush=True)
@@ -290,7 +296,7 @@ def main() -> None:
         def med_sps(rs):
             return statistics.median(r["steps"] / r["wall_s"] for r in rs)
 
-        pg, sb = med_sps(runs["pgrun"]), med_sps(runs["sb3"])
+        pg, sb, ag = med_sps(runs["pgrun"]), med_sps(runs["sb3"]), med_sps(runs["autograd"])
         env_sps, roll_sps = med_sps(ceiling), med_sps(rollout)
         upd = statistics.median(r["wall_s"] for r in update)
         pg_wall = statistics.median(r["wall_s"] for r in runs["pgrun"])
@@ -299,13 +305,15 @@ def main() -> None:
         rows.append({
             "preset": preset, "steps": args.steps, "reps": args.reps,
             "pgrun_sps": round(pg), "sb3_sps": round(sb), "speedup": round(pg / sb, 2),
+            "autograd_sps": round(ag), "autograd_speedup": round(ag / sb, 2),
             "raw_env_sps": round(env_sps), "rollout_sps": round(roll_sps),
             "rollout_vs_raw": round(roll_sps / env_sps, 3),
             "pure_update_s": round(upd, 2), "pgrun_wall_s": round(pg_wall, 2),
             "update_share": round(upd / pg_wall, 3),
             "eval_log_share": round((phases.get("eval", 0) + phases.get("log", 0))
                                     / runs["pgrun"][0]["loop_wall_s"], 4),
-            "pgrun_final_eval": evals["pgrun"], "sb3_final_eval": evals["sb3"],
+            "pgrun_final_eval": evals["pgrun"], "autograd_final_eval": evals["autograd"],
+            "sb3_final_eval": evals["sb3"],
             "pgrun_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["pgrun"])),
             "sb3_peak_rss_mb": round(max(r["peak_rss_mb"] for r in runs["sb3"])),
         })

@@ -77,6 +77,10 @@ class Distribution:
         """The same distribution with no gradient (π_old in PPO-KL and TRPO)."""
         raise NotImplementedError
 
+    def __getitem__(self, idx) -> Distribution:
+        """The distributions of the states ``idx`` (a minibatch of a stored π_old)."""
+        raise NotImplementedError
+
 
 class Categorical(Distribution):
     def __init__(self, logits: torch.Tensor):
@@ -100,8 +104,15 @@ class Categorical(Distribution):
         return (self.log_p.exp() * (self.log_p - other.log_p)).sum(-1)
 
     def detach(self):
+        return self._with(self.log_p.detach())
+
+    def __getitem__(self, idx):
+        return self._with(self.log_p[idx])
+
+    @staticmethod
+    def _with(log_p: torch.Tensor) -> Categorical:
         new = object.__new__(Categorical)
-        new.log_p = self.log_p.detach()
+        new.log_p = log_p
         return new
 
 
@@ -135,6 +146,9 @@ class DiagGaussian(Distribution):
 
     def detach(self):
         return DiagGaussian(self.mean.detach(), self.log_std.detach(), self.bounds)
+
+    def __getitem__(self, idx):
+        return DiagGaussian(self.mean[idx], self.log_std[idx], self.bounds)
 
 
 class ActionBounds:

@@ -87,8 +87,8 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
     import numpy as np
     from omegaconf import OmegaConf
 
-    from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
     from pgrun.checkpoint import agent_state
+    from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
     from pgrun.evaluate import evaluate
     from pgrun.policies import action_bounds, build_policy
     from pgrun.rollout import Actor

@@ -32,9 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 

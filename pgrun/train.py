@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 
+from pgrun.accelerate import attach
 from pgrun.algos import ALGORITHMS
 from pgrun.checkpoint import (
     FORMAT,
@@ -43,7 +44,6 @@ from pgrun.evaluate import evaluate
 from pgrun.extras import check_env_dependencies, env_id_of
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.normalize import build_normalizers
-from pgrun.accelerate import attach
 from pgrun.policies import action_bounds, build_policy
 from pgrun.resume import Plan, plan_run
 from pgrun.rollout import Actor, Collector

@@ -106,6 +106,15 @@ def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
     return (log_ratio.exp() - 1.0 - log_ratio).mean()
 
 
+def entropy_term(dist, coef: float) -> torch.Tensor:
+    """E[H[π(·|s)]] for the loss; with a zero coefficient it is only reported, so it is
+    computed without a gradient (the same loss gradient, less autograd work)."""
+    if coef:
+        return dist.entropy().mean()
+    with torch.no_grad():
+        return dist.entropy().mean()
+
+
 def minibatches(size: int, num_epochs: int, num_minibatches: int, device=None):
     """Index sets for ``num_epochs`` shuffled passes over ``size`` samples, each pass split
     into ``num_minibatches`` near-equal parts (empty parts, from fewer samples than

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
-from pgrun.algos.base import Algorithm, Means, adam, minibatches, set_lr, step
-from pgrun.algos.ppo import clip_fraction, clipped_surrogate
+from pgrun.algos.base import Algorithm, Means, adam, entropy_term, minibatches, set_lr, step
+from pgrun.algos.ppo import clipped_surrogate, ratio_stats
 from pgrun.config import ConfigError
 from pgrun.returns import reward_to_go
 from pgrun.rollout import Batch, Collector
@@ -119,13 +119,12 @@ class GRPO(Algorithm):
             dist, _ = self.policy(d["obs"][idx])
             logp, old_logp = dist.log_prob(d["actions"][idx]), d["logp"][idx]
             pg_loss = clipped_surrogate(logp, old_logp, d["adv"][idx], cfg.clip_eps)
-            entropy = dist.entropy().mean()
+            entropy = entropy_term(dist, cfg.ent_coef)
             loss = pg_loss - cfg.ent_coef * entropy
             if cfg.kl_coef:
                 loss = loss + cfg.kl_coef * kl_penalty(logp, old_logp)
+            _, clip_frac = ratio_stats(logp, old_logp, cfg.clip_eps)
             grad_norm = step(self.opt, loss, cfg.max_grad_norm)
-            with torch.no_grad():
-                clip_frac = float(clip_fraction(logp, old_logp, cfg.clip_eps))
             stats.add(policy_loss=pg_loss.item(), entropy=entropy.item(), grad_norm=grad_norm,
                       clip_frac=clip_frac)
         return stats.means() | {

@@ -23,7 +23,7 @@ from pgrun.algos.base import (
     Algorithm,
     Means,
     adam,
-    approx_kl,
+    entropy_term,
     explained_variance,
     minibatches,
     normalize,
@@ -64,9 +64,13 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Ten
     return -torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
 
 
-def clip_fraction(logp: torch.Tensor, old_logp: torch.Tensor, clip_eps: float) -> torch.Tensor:
-    """The fraction of samples whose ratio lies outside [1 − ε, 1 + ε]."""
-    return ((logp - old_logp).exp().sub(1.0).abs() > clip_eps).float().mean()
+@torch.no_grad()
+def ratio_stats(logp: torch.Tensor, old_logp: torch.Tensor, clip_eps: float) -> tuple[float, float]:
+    """(approx_kl, clip_frac): ``base.approx_kl`` and the fraction of samples whose ratio
+    lies outside [1 − ε, 1 + ε], from one ratio."""
+    log_ratio = logp - old_logp
+    ratio_m1 = log_ratio.exp() - 1.0
+    return float((ratio_m1 - log_ratio).mean()), float((ratio_m1.abs() > clip_eps).float().mean())
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
@@ -104,16 +108,14 @@ class PPO(Algorithm):
         for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):
             dist, values = self.policy(d["obs"][idx])
             logp, old_logp = dist.log_prob(d["actions"][idx]), d["logp"][idx]
-            with torch.no_grad():
-                kl = float(approx_kl(logp, old_logp))
-                clip_frac = float(clip_fraction(logp, old_logp, clip_eps))
+            kl, clip_frac = ratio_stats(logp, old_logp, clip_eps)   # before the step
             if cfg.target_kl is not None and kl > 1.5 * cfg.target_kl:
                 break
             mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
             pg_loss = clipped_surrogate(logp, old_logp, mb_adv, clip_eps)
             v_loss = value_loss(values, d["values"][idx], d["ret"][idx],
                                 clip_eps if cfg.clip_vloss else None)
-            entropy = dist.entropy().mean()
+            entropy = entropy_term(dist, cfg.ent_coef)
             loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss   # eq. 9
             grad_norm = step(self.opt, loss, cfg.max_grad_norm)
             stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(),

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgrun.algos.base import Algorithm, adam, explained_variance, normalize, set_lr, step
+from pgrun.algos.base import (
+    Algorithm,
+    adam,
+    entropy_term,
+    explained_variance,
+    normalize,
+    set_lr,
+    step,
+)
 from pgrun.policies import policy_value
 from pgrun.returns import batch_gae
 from pgrun.rollout import Batch
@@ -61,7 +69,7 @@ class VPG(Algorithm):
 
         dist, _ = self.policy(d["obs"])
         pg_loss = policy_gradient_loss(dist.log_prob(d["actions"]), advantages)
-        entropy = dist.entropy().mean()
+        entropy = entropy_term(dist, cfg.ent_coef)
         grad_norm = step(self.pi_opt, pg_loss - cfg.ent_coef * entropy, cfg.max_grad_norm)
 
         value_losses = []
