@@ -74,7 +74,8 @@ class Distribution:
         raise NotImplementedError
 
     def detach(self) -> Distribution:
-        """The same distribution with no gradient (π_old in PPO-KL and TRPO)."""
+        """A snapshot with no gradient (π_old in PPO-KL and TRPO): copied, since parameters
+        such as a state-independent log σ are views that later optimizer steps change."""
         raise NotImplementedError
 
     def __getitem__(self, idx) -> Distribution:
@@ -104,7 +105,7 @@ class Categorical(Distribution):
         return (self.log_p.exp() * (self.log_p - other.log_p)).sum(-1)
 
     def detach(self):
-        return self._with(self.log_p.detach())
+        return self._with(self.log_p.detach().clone())
 
     def __getitem__(self, idx):
         return self._with(self.log_p[idx])
@@ -145,7 +146,7 @@ class DiagGaussian(Distribution):
         return (0.5 * (var_ratio + mean_term - 1.0) - (self.log_std - other.log_std)).sum(-1)
 
     def detach(self):
-        return DiagGaussian(self.mean.detach(), self.log_std.detach(), self.bounds)
+        return DiagGaussian(self.mean.detach().clone(), self.log_std.detach().clone(), self.bounds)
 
     def __getitem__(self, idx):
         return DiagGaussian(self.mean[idx], self.log_std[idx], self.bounds)

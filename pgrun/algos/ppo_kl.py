@@ -97,7 +97,7 @@ class PPOKL(Algorithm):
         d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
                          values=batch.values, adv=adv, ret=ret)
         with torch.no_grad():
-            old_dist = self.policy(d["obs"])[0]
+            old_dist = self.policy(d["obs"])[0].detach()
         stats = Means()
         beta = self.beta
         for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):

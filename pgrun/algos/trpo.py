@@ -87,6 +87,14 @@ class TRPO(Algorithm):
                                     retain_graph=retain_graph)
         return torch.cat([g.reshape(-1) for g in grads])
 
+    def fisher_product(self, obs: torch.Tensor, old_dist):
+        """v ↦ Fv = ∇(∇D̄_KL · v) + λv at the current θ, D̄_KL = E_s[KL[π_old‖π_θ]]."""
+        grad_kl = self.flat_grad(old_dist.kl(self.policy(obs)[0]).mean(), create_graph=True)
+
+        def fvp(v: torch.Tensor) -> torch.Tensor:
+            return self.flat_grad(grad_kl @ v, retain_graph=True).detach() + self.cfg.cg_damping * v
+        return fvp
+
     def update(self, batch: Batch, progress: float) -> dict[str, float]:
         cfg = self.cfg
         adv, ret = batch_gae(batch, cfg.gamma, cfg.gae_lambda)
@@ -104,17 +112,11 @@ class TRPO(Algorithm):
         surrogate, _, dist = surrogate_and_kl()
         old_dist = dist.detach()
         g = self.flat_grad(surrogate)
-        grad_kl = self.flat_grad(old_dist.kl(self.policy(obs)[0]).mean(), create_graph=True)
-
-        def fvp(v: torch.Tensor) -> torch.Tensor:
-            """Fv = ∇(∇D̄_KL · v) + λv."""
-            return self.flat_grad(grad_kl @ v, retain_graph=True).detach() + cfg.cg_damping * v
-
+        fvp = self.fisher_product(obs, old_dist)
         x = conjugate_gradient(fvp, g, cfg.cg_iters)
-        xfx = float(x @ fvp(x))
-        full_step = (2.0 * cfg.max_kl / max(xfx, 1e-12)) ** 0.5 * x
+        full_step = (2.0 * cfg.max_kl / max(float(x @ fvp(x)), 1e-12)) ** 0.5 * x
         old_theta = self.theta.detach().clone()
-        old_surrogate = float(surrogate)
+        old_surrogate = float(surrogate.detach())
         step_frac, kl_value = 0.0, 0.0
         with torch.no_grad():
             for j in range(cfg.backtrack_iters):

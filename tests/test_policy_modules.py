@@ -1,0 +1,96 @@
+"""Policies as nn.Modules: the CNN body on images, a user's module by import path, and the
+errors for modules that do not fit the interface or a device that is not there."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from pgrun.accelerate import attach
+from pgrun.config import ConfigError
+from pgrun.policies import ActorCritic, NatureCNN, build_policy, resolve_kind
+from tests.conftest import compose_config
+from tests.image_env import LeftRight
+
+IMAGE_RUN = ["algo=ppo", "env=generic", "env.entry_point=tests.image_env:LeftRight",
+             "env.num_envs=8", "algo.num_steps=16", "algo.num_minibatches=2", "algo.num_epochs=4",
+             "algo.lr=1e-3", "eval.interval=1024", "eval.episodes=8", "progress=none"]
+
+
+def test_images_get_the_cnn_body_scaled_inside():
+    env = LeftRight()
+    assert resolve_kind("auto", env.observation_space) == "cnn"
+    policy = ActorCritic(env.observation_space, env.action_space, kind="cnn")
+    assert isinstance(policy.pi_body, NatureCNN) and policy.pi_body.channels_last
+    obs = torch.from_numpy(np.stack([env.reset(seed=s)[0] for s in range(3)]))
+    assert obs.dtype == torch.uint8
+    dist, value = policy(obs)
+    assert dist.log_p.shape == (3, 2) and value.shape == (3,)
+    # the module scales x / 255: the same image as float 0..1 by hand gives the same features
+    body = policy.pi_body
+    by_hand = body.dense(body.convs(obs.float().div(255).permute(0, 3, 1, 2)))
+    torch.testing.assert_close(body(obs), by_hand)
+    assert attach(policy) == "autograd"  # the accelerator claims plain MLP/tabular bodies only
+
+
+def test_channels_first_images_too():
+    space = gym.spaces.Box(0, 255, (4, 40, 40), np.uint8)
+    policy = ActorCritic(space, gym.spaces.Discrete(3), kind="cnn")
+    assert not policy.pi_body.channels_last
+    dist, _ = policy(torch.zeros(2, 4, 40, 40, dtype=torch.uint8))
+    assert dist.mode().shape == (2,)
+
+
+def test_mlp_on_images_is_a_clear_error():
+    cfg = compose_config("policy.kind=mlp")
+    env = LeftRight()
+    with pytest.raises(ConfigError, match="policy.kind=cnn"):
+        build_policy(cfg.policy, env.observation_space, env.action_space, with_value=True)
+
+
+def test_cnn_policy_learns_the_image_env(cli, tmp_path):
+    out = cli("train", *IMAGE_RUN, "total_steps=1024", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    evals = (tmp_path / "eval.csv").read_text().splitlines()[1:]
+    first, last = float(evals[0].split(",")[1]), float(evals[-1].split(",")[1])
+    assert first < 3.5 and last == 4.0  # chance is 2 of 4; every image answered right
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["update_path"] == "autograd"
+
+
+def test_a_user_module_trains(cli, tmp_path):
+    out = cli("train", "algo=ppo", "policy.module=tests.user_nets:TinyNet", "policy.kwargs.width=16",
+              "total_steps=2048", "algo.num_steps=64", "eval.interval=1024", "eval.episodes=2",
+              "progress=none", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["update_path"] == "autograd"
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["agent"]
+    assert state["body.0.weight"].shape == (16, 4)  # its kwargs reached the constructor
+    assert any(k.startswith("body.1.") for k in state)  # and its LayerNorm trained with it
+
+
+@pytest.mark.parametrize("module, message", [
+    ("tests.user_nets:LogitsOnly", "must return (dist, value)"),
+    ("tests.user_nets:not_a_module", "not a torch.nn.Module"),
+    ("tests.user_nets:Missing", "has no attribute 'Missing'"),
+    ("no_such_pkg.nets:Net", "no module named 'no_such_pkg'"),
+])
+def test_a_module_that_does_not_fit_is_a_clean_error(cli, tmp_path, module, message):
+    out = cli("train", f"policy.module={module}", "total_steps=64", "progress=none",
+              f"hydra.run.dir={tmp_path}")
+    assert out.returncode != 0
+    assert message in out.stderr and "policy.module" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_cuda_without_a_gpu_is_a_clean_error(cli, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    out = cli("train", "device=cuda", "total_steps=64", "progress=none",
+              f"hydra.run.dir={tmp_path}")
+    assert out.returncode != 0 and "device=cuda" in out.stderr and "Traceback" not in out.stderr
