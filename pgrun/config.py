@@ -119,17 +119,23 @@ def run_name(env_choice: str, env_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(env_id)).strip("_") or "generic"
 
 
+def _algorithms() -> dict:
+    from pgrun.algos import ALGORITHMS  # imported late: the algorithms import this module
+
+    return ALGORITHMS
+
+
 def register() -> None:
     """Put the schemas where conf/ can extend them (``/schema/...@_here_``), and the
     ``pgrun_run_name`` resolver the run-folder names in conf/config.yaml use."""
     if not OmegaConf.has_resolver("pgrun_run_name"):
         OmegaConf.register_new_resolver("pgrun_run_name", run_name)
+    if not OmegaConf.has_resolver("pgrun_algos"):  # --help lists the registry
+        OmegaConf.register_new_resolver("pgrun_algos", lambda: ", ".join(_algorithms()))
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema/env", name="env", node=EnvConfig)
-    from pgrun.algos import ALGORITHMS
-
-    for name, algo in ALGORITHMS.items():
+    for name, algo in _algorithms().items():
         cs.store(group="schema/algo", name=name, node=algo.Config)
 
 
@@ -183,9 +189,7 @@ def validate(cfg: DictConfig) -> None:
               "must be ≥ 1 or null")
     check(env.vectorization in VECTORIZATION, "env.vectorization", env.vectorization,
           f"must be one of {', '.join(VECTORIZATION)}")
-    from pgrun.algos import ALGORITHMS
-
-    problems += ALGORITHMS[algo.name].check(algo, env)
+    problems += _algorithms()[algo.name].check(algo, env)
 
     pol = cfg.policy
     check(all(h >= 1 for h in pol.hidden_sizes), "policy.hidden_sizes", list(pol.hidden_sizes),
