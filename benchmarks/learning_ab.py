@@ -2,13 +2,16 @@
 
     python benchmarks/learning_ab.py e1d70e3                  # that revision vs the working tree
     python benchmarks/learning_ab.py e1d70e3 HEAD --seeds 10 --presets zoo cleanrl
+    python benchmarks/learning_ab.py ce75b5b --presets vpg/CartPole-v1 ppo/Pendulum-v1
 
 Each revision is checked out into a temporary git worktree; every run is
 ``benchmarks/speed.py --child pgrun PRESET STEPS SEED`` of the working tree's speed.py
-(its presets: RL Zoo's and CleanRL's CartPole settings), imported from that revision's
-``pgrun`` package (``PYTHONPATH``), so only the library differs. Reports, per preset, each
-revision's final greedy evaluation returns (10 episodes per run), their means and a
-two-sided Mann–Whitney U test, and the training speed. A speed-up should leave the
+(its presets ``zoo`` and ``cleanrl``: RL Zoo's and CleanRL's CartPole settings, final
+greedy evaluation of 10 episodes), or for a preset named ``ALGO/ENV`` (e.g.
+``vpg/CartPole-v1``) ``--child tuned``: that tuned preset as ``pgrun train`` runs it, the
+mean of its last 3 evaluations. Each run imports that revision's ``pgrun`` package
+(``PYTHONPATH``), so only the library differs. Reports, per preset, each revision's final
+returns, their means and a two-sided Mann–Whitney U test, and the training speed. A speed-up should leave the
 returns' distribution alone; float-level differences still change individual seeds.
 """
 
@@ -39,7 +42,8 @@ def checkout(rev: str, where: Path) -> Path:
 
 
 def run(tree: Path, preset: str, steps: int, seed: int) -> dict:
-    out = subprocess.run([sys.executable, str(SPEED), "--child", "pgrun", preset, str(steps),
+    kind = "tuned" if "/" in preset else "pgrun"
+    out = subprocess.run([sys.executable, str(SPEED), "--child", kind, preset, str(steps),
                           str(seed)], cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)},
                          capture_output=True, text=True)
     if out.returncode != 0:

@@ -79,7 +79,9 @@ def child_pgrun(preset: str, steps: int, seed: int) -> dict:
     preset, _, variant = preset.partition("+")
     overrides = ["algo=ppo", "env=CartPole-v1", f"seed={seed}", f"total_steps={steps}",
                  f"eval.interval={10 * steps}", "progress=none", "checkpoint.every=0",
-                 f"accelerate={variant != 'autograd'}", *PRESETS[preset]["pgrun"]]
+                 *PRESETS[preset]["pgrun"]]
+    if variant == "autograd":
+        overrides.append("accelerate=false")
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,6 +189,29 @@ def child_update(preset: str, steps: int, seed: int) -> dict:
             "grad_steps": n_updates * p["epochs"] * p["minibatches"]}
 
 
+def child_tuned(preset: str, _steps: int, seed: int) -> dict:
+    """A tuned preset as ``pgrun train algo=A env=E seed=S`` runs it (``preset`` is
+    ``A/E``): its own budget and evaluation schedule; the final return is the mean of the
+    last 3 evaluations (as ``pgrun compare``'s default)."""
+    from hydra import compose, initialize_config_dir
+
+    from pgrun.cli import CONF_DIR
+    from pgrun.config import register
+    from pgrun.train import train
+
+    register()
+    algo, env = preset.split("/")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"algo={algo}", f"env={env}", f"seed={seed}",
+                                           "progress=none", "checkpoint.every=0"])
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = train(cfg, Path(tmp))
+        evals = [float(line.split(",")[1]) for line in
+                 (Path(tmp) / "eval.csv").read_text().splitlines()[1:]]
+    return {"steps": summary["steps"], "wall_s": summary["wall_time_s"],
+            "final_eval": statistics.mean(evals[-3:])}
+
+
 def child_default(_preset: str, _steps: int, seed: int) -> dict:
     """``pgrun train`` at its defaults (PPO on CartPole-v1 with the tuned preset: evaluation
     every 5k steps, 10 episodes; checkpoints): what evaluation and logging cost."""
@@ -233,7 +258,8 @@ def child_profile(preset: str, steps: int, seed: int) -> dict:
 
 
 CHILDREN = {"pgrun": child_pgrun, "sb3": child_sb3, "env": child_env, "rollout": child_rollout,
-            "update": child_update, "profile": child_profile, "default": child_default}
+            "update": child_update, "profile": child_profile, "default": child_default,
+            "tuned": child_tuned}
 
 
 def spawn(kind: str, arg, steps: int, seed: int) -> dict:
