@@ -95,7 +95,7 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
 
     ckpt = load_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["config"])
-    from pgrun.extras import check_env_dependencies, env_id_of
+    from pgrun.envs.extras import check_env_dependencies, env_id_of
 
     check_env_dependencies(env_id_of(cfg.env))
     episodes = episodes if episodes is not None else int(cfg.eval.episodes)

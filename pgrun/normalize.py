@@ -79,7 +79,6 @@ class ObsNormalizer:
         z = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.epsilon)
         return np.clip(z, -self.clip, self.clip).astype(np.float32)
 
-    __call__ = normalize
 
     def state_dict(self) -> dict:
         return {**self.rms.state_dict(), "clip": self.clip, "epsilon": self.epsilon}

@@ -41,6 +41,7 @@ from pgrun.runfolder import (
     ERROR,
     FAILED,
     INTERRUPTED,
+    SUMMARY,
     RunFolderError,
     read_summary,
     write_error,
@@ -160,7 +161,7 @@ def run_statuses(sweep_dir: Path, since: float | None = None) -> list[RunStatus]
                                  + (" (it resumes from its checkpoint)" if has_ckpt
                                     else ", or not started")))
         elif summary["status"] == COMPLETE:
-            fresh = since is None or (run / "summary.json").stat().st_mtime >= since - slack
+            fresh = since is None or (run / SUMMARY).stat().st_mtime >= since - slack
             out.append(RunStatus(run, COMPLETE if fresh else "skipped",
                                  f"final eval return {summary.get('final_eval_return')}"))
         elif summary["status"] == INTERRUPTED:
