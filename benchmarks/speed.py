@@ -90,7 +90,7 @@ def child_pgrun(preset: str, steps: int, seed: int) -> dict:
     train_s = summary["wall_time_s"] - summary["time_s"].get("eval", 0.0)
     return {"steps": summary["steps"], "wall_s": train_s, "loop_wall_s": summary["wall_time_s"],
             "final_eval": summary["final_eval_return"], "phases": summary["time_s"],
-            "update_path": summary["update_path"],
+            "update_path": summary.get("update_path"),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 

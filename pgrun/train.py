@@ -40,8 +40,8 @@ from pgrun.checkpoint import (
 )
 from pgrun.config import ConfigError, validate
 from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
-from pgrun.evaluate import evaluate
 from pgrun.envs.extras import check_env_dependencies, env_id_of
+from pgrun.evaluate import evaluate
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.normalize import build_normalizers
 from pgrun.policies import action_bounds, build_policy
