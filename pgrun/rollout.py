@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from pgrun.normalize import ObsNormalizer, RewardScaler
-from pgrun.policies import obs_dtype
+from pgrun.policies import obs_dtype, policy_value
 
 
 @dataclass
@@ -93,26 +93,30 @@ class Actor:
         self.bounds = bounds
 
     def _tensor(self, obs: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(obs).to(self.device)
+        obs = torch.from_numpy(obs)
+        return obs if self.device.type == "cpu" else obs.to(self.device)
 
+    @staticmethod
+    def _array(x: torch.Tensor) -> np.ndarray:
+        return x.numpy() if x.device.type == "cpu" else x.cpu().numpy()
+
+    @torch.inference_mode()
     def act(self, obs: np.ndarray, rng: np.random.Generator):
         """(actions, log π(a|s), V(s) or None) for a batch of observations."""
-        with torch.inference_mode():
-            dist, value = self.policy(self._tensor(obs))
-            actions = dist.sample(rng)
-            logp = dist.log_prob(actions)
-        return (actions.cpu().numpy(), logp.cpu().numpy(),
-                None if value is None else value.cpu().numpy())
+        dist, value = self.policy(self._tensor(obs))
+        actions = dist.sample(rng)
+        logp = dist.log_prob(actions)
+        return (self._array(actions), self._array(logp),
+                None if value is None else self._array(value))
 
+    @torch.inference_mode()
     def mode(self, obs: np.ndarray) -> np.ndarray:
         """The greedy actions (the distribution's mode)."""
-        with torch.inference_mode():
-            return self.policy(self._tensor(obs))[0].mode().cpu().numpy()
+        return self._array(self.policy(self._tensor(obs))[0].mode())
 
+    @torch.inference_mode()
     def value(self, obs: np.ndarray) -> np.ndarray:
-        from pgrun.policies import policy_value
-        with torch.inference_mode():
-            return policy_value(self.policy, self._tensor(obs)).cpu().numpy()
+        return self._array(policy_value(self.policy, self._tensor(obs)))
 
     def to_env(self, actions: np.ndarray) -> np.ndarray:
         return actions if self.bounds is None else self.bounds.to_env(actions)
