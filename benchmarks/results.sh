@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The results table in docs/results/: every tuned preset, 10 seeds, trained with pgrun's own
 # sweep command and summarized by `pgrun compare`. Runs on all cores (hydra/launcher=local).
-#   benchmarks/results.sh                 # everything (about 7 minutes on 2 cores)
+#   benchmarks/results.sh                 # everything (about 40 minutes on 2 cores)
 #   benchmarks/results.sh cartpole grid   # some of the sweeps, then the report
 # Sweeps already complete are skipped on a rerun (resume=auto), so it can be continued.
 set -euo pipefail
@@ -19,9 +19,9 @@ sweep() {  # name, overrides...
 
 run() {
   case $1 in
-    cartpole) sweep cartpole algo=reinforce,vpg,ppo,grpo env=CartPole-v1 ;;
+    cartpole) sweep cartpole algo=reinforce,vpg,ppo,grpo,ppo_kl,trpo env=CartPole-v1 ;;
     acrobot) sweep acrobot algo=ppo env=Acrobot-v1 ;;
-    pendulum) sweep pendulum algo=ppo env=Pendulum-v1 ;;
+    pendulum) sweep pendulum algo=ppo,ppo_kl,trpo env=Pendulum-v1 ;;
     lunarlander) sweep lunarlander algo=ppo env=LunarLander-v3 ;;
     grid) sweep grid algo=reinforce env=GridWorld-v0 ;;
     bandit) sweep bandit algo=reinforce env=Bandit-v0 ;;
