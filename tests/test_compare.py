@@ -71,13 +71,14 @@ def curve(a: float, f: float) -> list[tuple[int, float]]:
 
 @pytest.fixture
 def sweep(tmp_path) -> Path:
-    """PPO (5 seeds, complete) and VPG (5 seeds, still running: no summary.json)."""
+    """PPO and VPG, 5 complete seeds each."""
     root = tmp_path / "sweep"
     for seed, (a, f) in enumerate(PPO):
         make_run(root / f"{seed}_ppo_s{seed}", algo="ppo", seed=seed, evals=curve(a, f))
     for seed, (a, f) in enumerate(VPG):
         make_run(root / f"{5 + seed}_vpg_s{seed}", algo="vpg", seed=seed, evals=curve(a, f),
-                 train=[(s, r, 2 * s / 100) for s, r in curve(a, f)[1:]], summary=False)
+                 train=[(s, r, 2 * s / 100) for s, r in curve(a, f)[1:]],
+                 summary={"wall_time_s": 20.0 + seed, "sps": 10.0 * (seed + 1)})
     return root
 
 
@@ -102,8 +103,8 @@ def test_statistics_match_hand_computed_values(sweep, capsys):
     table = summary_of(sweep / "compare")
     assert list(table.index) == ["algo=ppo", "algo=vpg"]
     ppo, vpg = table.loc["algo=ppo"], table.loc["algo=vpg"]
-    assert ppo.seeds == 5 and ppo.complete == 5 and vpg.complete == 0
-    assert vpg.incomplete == "5 unfinished"
+    assert ppo.seeds == 5 and ppo.complete == 5 and vpg.complete == 5
+    assert pd.isna(vpg.incomplete) and vpg.failed == 0 and vpg.budget == 400
     # finals 10, 20, 30, 40, 100: mean 40, s² = (900+400+100+0+3600)/4
     assert ppo.final_mean == 40 and ppo.final_std == pytest.approx(math.sqrt(1250))
     assert ppo.final_iqm == 30 and ppo.final_median == 30  # IQM: trims one from each end
@@ -112,15 +113,16 @@ def test_statistics_match_hand_computed_values(sweep, capsys):
     assert (ppo.final_iqm_low, ppo.final_iqm_high) == pytest.approx(
         stats.bootstrap_ci(stats.iqm, (np.array([f for _, f in PPO]),), seed))
     assert vpg.final_mean == 36 and vpg.final_iqm == pytest.approx(100 / 3)
-    # threshold 35: ppo seeds 3 and 4 reach it at steps 200 and 100
-    assert (ppo.reached, ppo.steps_to_threshold) == (2, 150)
-    assert (vpg.reached, vpg.steps_to_threshold) == (2, 200)
+    # threshold 35: ppo seeds 3 and 4 reach it at steps 200 and 100, vpg's at 200 and 200;
+    # 2 of 5 is fewer than half: the median lies beyond the budget (400)
+    assert (ppo.reached, ppo.attempts, ppo.steps_to_threshold) == (2, 5, 400)
+    assert ppo.steps_to_threshold_kind == vpg.steps_to_threshold_kind == "above budget"
     # AUC over 0–400 of [0, a, f, f, f] is (a + 2.5 f) / 4 per seed
     assert ppo.auc == pytest.approx(29.5) and vpg.auc == pytest.approx(27.0)
     assert (ppo.auc_start, ppo.auc_end) == (0, 400)
-    # wall time: summary.json (10 + seed) or, running, metrics.csv's last row (t = 8 s)
+    # wall time and SPS: medians of summary.json's figures
     assert ppo.wall_time_s == 12 and ppo.sps == 300
-    assert vpg.wall_time_s == 8 and vpg.sps == 50
+    assert vpg.wall_time_s == 22 and vpg.sps == 30
 
     pairs = pd.read_csv(sweep / "compare" / "improvement.csv")
     assert len(pairs) == 1
@@ -129,10 +131,12 @@ def test_statistics_match_hand_computed_values(sweep, capsys):
     assert pair.p_improvement == pytest.approx(0.54)
     assert pair.low <= 0.54 <= pair.high
 
-    assert "CartPole-v1" in stdout and "algo=vpg" in stdout and "5 (5 unfinished)" in stdout
+    assert "CartPole-v1" in stdout and "algo=vpg" in stdout and "Compared at step 400" in stdout
     report = (sweep / "compare" / "report.md").read_text()
     assert "last 3 evaluations" in report and "| algo=ppo | 5 |" in report
-    assert "40.0 ± 35.4" in report and "150 (2/5)" in report and "0.54" in report
+    assert "40.0 ± 35.4" in report and "> 400 (2/5)" in report and "0.54" in report
+    assert "10,000 resamples" in report and "IQM equals the mean" in report
+    assert "first evaluation" in report and "## Warnings" not in report
     assert "![learning curves](curves.png)" in report
 
 
@@ -248,7 +252,8 @@ def test_training_returns_when_some_run_has_no_evaluations(tmp_path, capsys):
     make_run(tmp_path / "b", seed=1, evals=[], train=[(100, 4.0, 1.0), (200, 6.0, 2.0)])
     code, stdout, _ = compare(capsys, tmp_path, "--out", tmp_path / "out")
     assert code == 0 and "1 of 2 runs have no evaluation rows" in stdout
-    assert summary_of(tmp_path / "out").final_mean.tolist() == [(10 + 5) / 2]
+    # compared at step 200, where b ends: a's last 3 points ≤ 210 are 1, 10
+    assert summary_of(tmp_path / "out").final_mean.tolist() == [(5.5 + 5) / 2]
     code, stdout, _ = compare(capsys, tmp_path, "--out", tmp_path / "out", "--curve", "eval")
     assert code == 0 and summary_of(tmp_path / "out").final_mean.tolist() == [10]
     assert f"skipped {tmp_path / 'b'}: no eval rows" in stdout
@@ -279,15 +284,32 @@ def test_broken_and_unfinished_folders_are_skipped_or_handled(sweep, capsys):
     for name in ("crashed", "header_only", "empty", "bad_yaml"):
         assert f"skipped {sweep / name}: " in report and name in stdout
     assert "fake_run" not in stdout + report
+    # by default only complete runs are scored; the failed one counts as not reaching 35
     ppo = summary_of(sweep / "compare").loc["algo=ppo"]
-    assert ppo.seeds == 8 and ppo.complete == 5
-    assert ppo.incomplete == "1 failed, 1 interrupted, 1 unfinished"
-    # partial ends at step 300 (the half-written row is dropped): final mean(50, 100, 100)
-    assert (ppo.steps_min, ppo.steps_max) == (300, 400)
-    assert ppo.final_mean == pytest.approx((10 + 20 + 30 + 40 + 100 + 250 / 3 + 1 + 1) / 8)
-    assert ppo.auc_end == 300  # the steps every run covers
-    assert "not all runs are complete (1 failed, 1 interrupted, 1 unfinished" in report
-    assert "between step 300 and 400" in report
+    assert (ppo.seeds, ppo.complete, ppo.failed, ppo.left_out) == (5, 5, 1, 2)
+    assert ppo.final_mean == 40 and ppo.budget == 400 and ppo.auc_end == 400
+    assert (ppo.reached, ppo.attempts) == (2, 6) and "| 5 + 1 failed |" in report
+    assert "algo=ppo on CartPole-v1: 1 run left out, interrupted (--include-unfinished" in report
+    assert "algo=ppo on CartPole-v1: 1 run left out, unfinished (" in report
+    assert f"1 failed run, counted as not reaching the threshold and never as a score: " \
+        f"{sweep / 'diverged'}" in report
+    # every dropped CSV line is counted with its cause and run
+    assert f"1 line of eval.csv: a half-written last line left out in 1 run ({partial})" in report
+    assert f"1 line of metrics.csv: no numeric step left out in 1 run ({partial})" in report
+
+    out = sweep / "with_unfinished"
+    code, stdout, _ = compare(capsys, sweep, "--include-unfinished", "--out", out)
+    assert code == 0
+    ppo = summary_of(out).loc["algo=ppo"]
+    assert (ppo.seeds, ppo.complete, ppo.failed, ppo.left_out) == (7, 5, 1, 0)
+    assert ppo.incomplete == "1 interrupted, 1 unfinished"
+    # partial ends at step 300 (its half-written row is dropped): every figure at 300,
+    # finals = last 3 points ≤ 300: (a + 2f)/3 for the complete seeds, (50 + 100 + 100)/3
+    # for partial and 1 for stopped
+    assert (ppo.steps_min, ppo.steps_max, ppo.budget, ppo.auc_end) == (300, 400, 300, 300)
+    expected = [(a + 2 * f) / 3 for a, f in PPO] + [250 / 3, 1]
+    assert ppo.final_mean == pytest.approx(np.mean(expected))
+    assert "| 7 (1 interrupted, 1 unfinished) + 1 failed |" in (out / "report.md").read_text()
 
 
 def test_no_runs_is_a_one_line_error(tmp_path, cli):

@@ -59,6 +59,12 @@ def parser() -> argparse.ArgumentParser:
                    help=f"output folder (default: <first PATH>/{OUTPUT_DIR_NAME}/)")
     p.add_argument("--svg", action="store_true", help="also write curves.svg")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--include-unfinished", action="store_true",
+                   help="also score runs that are not complete (unfinished: no summary.json "
+                        "yet; interrupted); failed runs are never scored")
+    p.add_argument("--at-step", type=float, metavar="N",
+                   help="compare final returns, steps to threshold and AUC at step N "
+                        "(default: the largest step every compared run on an env reached)")
     return p
 
 
@@ -73,6 +79,8 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     """The whole comparison; returns the files written."""
     if args.last < 1:
         raise CompareError(f"--last {args.last}: must be ≥ 1")
+    if args.at_step is not None and not args.at_step > 0:
+        raise CompareError(f"--at-step {args.at_step:g}: must be > 0")
     out = args.out or default_out(args.paths[0])
     runs, skipped = load_runs(args.paths, exclude=[out])
     for warning in skipped_warnings(skipped, limit=3):
@@ -84,17 +92,20 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     runs = apply_filters(runs, args.filter)
     source, runs, source_warnings = choose_source(runs, args.curve)
     groups, group_warnings = group_runs(runs, args.by.split(",") if args.by else None)
-    table, pairs, stat_warnings = summarize(groups, source, args.last, args.seed)
+    result = summarize(groups, source, args.last, args.seed, args.include_unfinished,
+                       args.at_step)
+    table, pairs = result.table, result.pairs
     notes = definitions(source, args.last, args.band, args.seed)
-    late_warnings = source_warnings + group_warnings + stat_warnings
-    print_report(console, table, pairs, notes, late_warnings)
+    late_warnings = source_warnings + group_warnings + result.warnings
+    print_report(console, table, pairs, notes, late_warnings, args.at_step)
 
     out.mkdir(parents=True, exist_ok=True)
-    written = plot_curves(groups, source, args.band, args.seed, out / "curves.png", args.svg)
+    written = plot_curves(groups, result, source, args.band, args.seed, out / "curves.png",
+                          args.svg)
     written += write_tables(out, table, pairs)
     command = "pgrun compare " + shlex.join(argv)
     report = markdown(command, table, pairs, notes, skipped_warnings(skipped) + late_warnings,
-                      "curves.png")
+                      "curves.png", args.at_step)
     (out / "report.md").write_text(report)
     written.append(out / "report.md")
     console.print(f"wrote {', '.join(p.name for p in written)} to {out} (definitions of "

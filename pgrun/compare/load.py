@@ -58,6 +58,7 @@ class Run:
     sps: float
     status: str  # summary.json's status; UNFINISHED while there is none (running or killed)
     dropped_rows: dict[str, int]  # "<file>: <cause>" → lines of the CSVs left out
+    error: str = ""  # summary.json's error message of a failed run
 
     @property
     def env(self) -> str:
@@ -182,7 +183,9 @@ def read_run(path: Path) -> Run:
     status = summary.get("status", COMPLETE) if summary else UNFINISHED
     rows = {f"{name}: {cause}": n for name, causes in dropped.items()
             for cause, n in causes.items()}
-    return Run(path, config, eval_curve, train_curve, float(wall), float(sps), status, rows)
+    error = str(summary.get("error") or "")[:200]
+    return Run(path, config, eval_curve, train_curve, float(wall), float(sps), status, rows,
+               error)
 
 
 STATUSES = (COMPLETE, INTERRUPTED, FAILED)

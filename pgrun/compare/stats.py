@@ -17,7 +17,11 @@ from scipy import stats
 from pgrun.compare.load import Curve
 
 CONFIDENCE = 0.95
-N_RESAMPLES = 2000
+N_RESAMPLES = 10_000
+"""Bootstrap resamples: enough that a printed interval end moves by well under its last
+digit from one bootstrap seed to the next."""
+MIN_CI_SEEDS = 3
+"""Below this many seeds a percentile bootstrap only spans the data; no interval is given."""
 
 
 def mean_std(x: np.ndarray) -> tuple[float, float]:
@@ -49,27 +53,62 @@ def bootstrap_ci(statistic: Callable, samples: tuple[np.ndarray, ...],
                  seed: int) -> tuple[float, float]:
     """95% percentile-bootstrap interval of ``statistic(*samples, axis=-1)``: each sample
     (the seeds of one group on one environment) is resampled with replacement on its own,
-    ``N_RESAMPLES`` times; (NaN, NaN) when a sample has fewer than 2 values."""
-    if any(len(s) < 2 for s in samples):
-        return math.nan, math.nan
+    ``N_RESAMPLES`` times; (NaN, NaN) when a sample has fewer than ``MIN_CI_SEEDS``
+    values. A statistic may return a vector (then so are low and high)."""
+    low, high = bootstrap_interval(statistic, samples, seed)
+    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
+
+
+def bootstrap_interval(statistic: Callable, samples: tuple[np.ndarray, ...], seed: int,
+                       axis: int = 0):
+    """``scipy.stats.bootstrap``, percentile method, each sample resampled along ``axis``
+    on its own (stratified); NaN when a sample has fewer than ``MIN_CI_SEEDS`` values."""
+    samples = tuple(np.asarray(s, dtype=float) for s in samples)
+    if any(s.shape[axis] < MIN_CI_SEEDS for s in samples):
+        shape = np.shape(statistic(*samples, axis=axis))
+        return np.full(shape, math.nan)[()], np.full(shape, math.nan)[()]
     result = stats.bootstrap(
-        tuple(np.asarray(s, dtype=float) for s in samples), statistic,
-        n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
-        paired=False, vectorized=True, random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+        samples, statistic, n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE,
+        method="percentile", paired=False, vectorized=True, axis=axis, batch=1000,
+        random_state=np.random.default_rng(seed))
+    return result.confidence_interval.low, result.confidence_interval.high
+
+
+def up_to(curve: Curve, step: float) -> Curve:
+    """The points of ``curve`` at steps ≤ ``step``."""
+    keep = curve.steps <= step
+    return Curve(curve.steps[keep], curve.returns[keep])
 
 
 def final_return(curve: Curve, last: int) -> float:
-    """The mean of a run's last ``last`` returns on its curve (fewer if it has fewer)."""
-    return float(curve.returns[-last:].mean())
+    """The mean of a run's last ``last`` returns on its curve (fewer if it has fewer;
+    NaN if none)."""
+    return float(curve.returns[-last:].mean()) if len(curve.returns) else math.nan
 
 
 def steps_to_threshold(curve: Curve, threshold: float | None) -> float:
-    """The first step whose return is ≥ ``threshold``; NaN if never (or no threshold)."""
+    """The step of the first point whose return is ≥ ``threshold`` (one evaluation at or
+    above it, not a sustained level); NaN if none (or no threshold)."""
     if threshold is None:
         return math.nan
     hits = np.flatnonzero(curve.returns >= threshold)
     return float(curve.steps[hits[0]]) if len(hits) else math.nan
+
+
+def censored_median(steps: np.ndarray, budget: float) -> tuple[float, str]:
+    """Median steps to threshold over all seeds, a seed that never reached it (NaN)
+    counted at ``budget`` (right-censored there), and what the number is: ``"exact"``;
+    ``"lower bound"`` when a censored value enters the median (exactly half reached);
+    ``"above budget"`` when fewer than half reached, so the median lies beyond the
+    budget (the value is then ``budget``); NaN, ``""`` for no seeds."""
+    steps = np.asarray(steps, dtype=float)
+    n, reached = len(steps), int(np.isfinite(steps).sum())
+    if n == 0:
+        return math.nan, ""
+    if 2 * reached < n:
+        return float(budget), "above budget"
+    median = float(np.median(np.where(np.isfinite(steps), steps, budget)))
+    return median, "exact" if reached > n // 2 else "lower bound"
 
 
 def common_span(curves: list[Curve]) -> tuple[float, float]:
