@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from pgrun.cli import main
-from pgrun.compare import stats
+from pgrun.compare import bootstrap, stats
 from pgrun.compare.load import Curve
 from pgrun.compare.summary import stable_seed
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, CsvLog
@@ -111,7 +111,7 @@ def test_statistics_match_hand_computed_values(sweep, capsys):
     assert ppo.final_iqm_low <= 30 <= ppo.final_iqm_high
     seed = stable_seed(0, "iqm", "CartPole-v1", "algo=ppo")
     assert (ppo.final_iqm_low, ppo.final_iqm_high) == pytest.approx(
-        stats.bootstrap_ci(stats.iqm, (np.array([f for _, f in PPO]),), seed))
+        bootstrap.iqm_ci(np.array([f for _, f in PPO]), seed))
     assert vpg.final_mean == 36 and vpg.final_iqm == pytest.approx(100 / 3)
     # threshold 35: ppo seeds 3 and 4 reach it at steps 200 and 100, vpg's at 200 and 200;
     # 2 of 5 is fewer than half: the median lies beyond the budget (400)
@@ -148,9 +148,10 @@ def test_estimators_against_definitions():
         pairs = [(xi > yj) + 0.5 * (xi == yj) for xi in x for yj in y]
         assert stats.probability_of_improvement(x, y) == pytest.approx(np.mean(pairs))
     assert stats.iqm(np.arange(1.0, 9.0)) == 4.5  # mean of 3, 4, 5, 6
-    assert stats.bootstrap_ci(stats.iqm, (np.full(6, 7.0),), seed=0) == (7.0, 7.0)
-    assert all(math.isnan(v) for v in stats.bootstrap_ci(stats.iqm, (np.ones(1),), seed=0))
-    low, high = stats.bootstrap_ci(stats.iqm, (np.arange(20.0),), seed=0)
+    assert bootstrap.iqm_ci(np.full(6, 7.0), seed=0) == (7.0, 7.0)
+    assert all(math.isnan(v) for v in bootstrap.iqm_ci(np.ones(2), seed=0))
+    assert not any(math.isnan(v) for v in bootstrap.iqm_ci(np.arange(3.0), seed=0))
+    low, high = bootstrap.iqm_ci(np.arange(20.0), seed=0)
     assert 3 < low < 9.5 < high < 16
     ramp = Curve(np.array([0.0, 100, 200]), np.array([0.0, 10, 10]))
     assert stats.steps_to_threshold(ramp, 10) == 100 and math.isnan(stats.steps_to_threshold(ramp, 11))
@@ -164,6 +165,32 @@ def test_estimators_against_definitions():
     assert mean.tolist() == [1, 12] and high.tolist() == pytest.approx([1 + 2**0.5, 12 + 8**0.5])
     mean, low, high = stats.mean_band(values, "ci", seed=0)
     assert (low >= values.min(0)).all() and (high <= values.max(0)).all()
+
+
+def test_bootstrap_from_counts_equals_explicit_resamples():
+    """Each statistic computed from resample counts equals the same statistic of the
+    resample written out (x_i repeated c_i times), and the intervals agree with
+    scipy.stats.bootstrap's percentile intervals up to resampling noise."""
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 6, 9).astype(float), rng.normal(2, 2, 6)
+    c = bootstrap.counts([9, 6], seed=3, resamples=200)
+    cx, cy = c[:, :9], c[:, 9:]
+    assert (cx.sum(1) == 9).all() and (cy.sum(1) == 6).all()
+    for r in range(200):
+        rx, ry = np.repeat(x, cx[r]), np.repeat(y, cy[r])
+        assert bootstrap.trimmed_mean(x, cx[r:r + 1])[0] == pytest.approx(stats.iqm(rx))
+        assert bootstrap.median(y, cy[r:r + 1])[0] == pytest.approx(np.median(ry))
+        assert bootstrap.mean(y, cy[r:r + 1])[0] == pytest.approx(ry.mean())
+        assert bootstrap.poi(x, y, cx[r:r + 1], cy[r:r + 1])[0] == pytest.approx(
+            stats.probability_of_improvement(rx, ry))
+    ones = np.ones((1, 9))
+    assert bootstrap.trimmed_mean(x, ones)[0] == pytest.approx(stats.iqm(x))  # the estimate
+    from scipy.stats import bootstrap as scipy_bootstrap
+
+    theirs = scipy_bootstrap((x,), stats.iqm, n_resamples=10_000, method="percentile",
+                             random_state=np.random.default_rng(0)).confidence_interval
+    ours = bootstrap.iqm_ci(x, seed=0)
+    assert ours == pytest.approx((theirs.low, theirs.high), abs=0.15)
 
 
 def test_same_inputs_same_report(sweep, tmp_path, capsys):

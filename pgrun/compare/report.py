@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pgrun.compare.stats import CONFIDENCE, MIN_CI_SEEDS, N_RESAMPLES
+from pgrun.compare.bootstrap import CONFIDENCE, MIN_CI_SEEDS, N_RESAMPLES
 
 LEVEL = f"{CONFIDENCE:.0%}"
 

@@ -1,27 +1,17 @@
-"""Statistics over seeds, after Agarwal et al. (2021), "Deep RL at the edge of the
-statistical precipice": interquartile mean, percentile-bootstrap intervals that
-resample seeds within each group (stratified), probability of improvement.
-
-Every function takes plain arrays; randomness comes only from the ``seed`` argument, so
-the same inputs give the same numbers.
+"""Point statistics over seeds, after Agarwal et al. (2021), "Deep RL at the edge of the
+statistical precipice" (interquartile mean, probability of improvement), and the figures
+taken from one learning curve. Intervals are in ``bootstrap``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-
 import numpy as np
 from scipy import stats
 
+from pgrun.compare import bootstrap
 from pgrun.compare.load import Curve
 
-CONFIDENCE = 0.95
-N_RESAMPLES = 10_000
-"""Bootstrap resamples: enough that a printed interval end moves by well under its last
-digit from one bootstrap seed to the next."""
-MIN_CI_SEEDS = 3
-"""Below this many seeds a percentile bootstrap only spans the data; no interval is given."""
 
 
 def mean_std(x: np.ndarray) -> tuple[float, float]:
@@ -47,31 +37,6 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, axis: int = -1):
     ranks = stats.rankdata(np.concatenate([x, y], axis=-1), axis=-1)
     rank_sum = ranks[..., :n].sum(axis=-1)
     return (rank_sum - n * (n + 1) / 2) / (n * m)
-
-
-def bootstrap_ci(statistic: Callable, samples: tuple[np.ndarray, ...],
-                 seed: int) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of ``statistic(*samples, axis=-1)``: each sample
-    (the seeds of one group on one environment) is resampled with replacement on its own,
-    ``N_RESAMPLES`` times; (NaN, NaN) when a sample has fewer than ``MIN_CI_SEEDS``
-    values. A statistic may return a vector (then so are low and high)."""
-    low, high = bootstrap_interval(statistic, samples, seed)
-    return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
-
-
-def bootstrap_interval(statistic: Callable, samples: tuple[np.ndarray, ...], seed: int,
-                       axis: int = 0):
-    """``scipy.stats.bootstrap``, percentile method, each sample resampled along ``axis``
-    on its own (stratified); NaN when a sample has fewer than ``MIN_CI_SEEDS`` values."""
-    samples = tuple(np.asarray(s, dtype=float) for s in samples)
-    if any(s.shape[axis] < MIN_CI_SEEDS for s in samples):
-        shape = np.shape(statistic(*samples, axis=axis))
-        return np.full(shape, math.nan)[()], np.full(shape, math.nan)[()]
-    result = stats.bootstrap(
-        samples, statistic, n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE,
-        method="percentile", paired=False, vectorized=True, axis=axis, batch=1000,
-        random_state=np.random.default_rng(seed))
-    return result.confidence_interval.low, result.confidence_interval.high
 
 
 def up_to(curve: Curve, step: float) -> Curve:
@@ -135,18 +100,13 @@ def interpolate(curves: list[Curve], grid: np.ndarray) -> np.ndarray:
 
 
 def mean_band(values: np.ndarray, band: str, seed: int) -> tuple[np.ndarray, ...]:
-    """Mean over runs (axis 0) and a band around it: ``"ci"``, the 95% percentile
-    bootstrap of the mean (the same resampled sets of runs at every step), or ``"std"``,
-    mean ± sample std. With one run the band is the line itself."""
+    """Mean over runs (axis 0) and a band around it: ``"ci"``, the percentile bootstrap
+    interval of the mean, or ``"std"``, mean ± sample std. With one run (or, for "ci",
+    fewer than ``bootstrap.MIN_CI_SEEDS``) the band is the line itself."""
     mean = values.mean(axis=0)
-    n = len(values)
-    if n < 2:
+    if len(values) < 2 or (band == "ci" and bootstrap.too_few(values)):
         return mean, mean, mean
     if band == "std":
         std = values.std(axis=0, ddof=1)
         return mean, mean - std, mean + std
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), N_RESAMPLES) / n
-    means = weights @ values  # (resamples, steps): the mean of each resampled set of runs
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
-    return mean, low, high
+    return (mean, *bootstrap.mean_band(values, seed))

@@ -22,7 +22,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from pgrun.compare import stats
+from pgrun.compare import bootstrap, stats
 from pgrun.compare.group import Group
 from pgrun.compare.load import COMPLETE, FAILED, CompareError, Curve, Run
 
@@ -148,8 +148,7 @@ def _group_row(group: Group, part: Roles, source: str, last: int, budget: float,
     steps += [math.nan] * len(part.failed)  # a failed run did not reach it
     median, kind = stats.censored_median(np.array(steps), budget)
     mean, std = stats.mean_std(finals)
-    low, high = stats.bootstrap_ci(stats.iqm, (finals,),
-                                   stable_seed(seed, "iqm", group.env, group.label))
+    low, high = bootstrap.iqm_ci(finals, stable_seed(seed, "iqm", group.env, group.label))
     last_steps = [float(c.steps[-1]) for c in full] or [math.nan]
     return {
         "env": group.env, "group": group.label, "seeds": len(full),
@@ -224,7 +223,7 @@ def _group_warnings(group: Group, part: Roles) -> list[str]:
     n = len(part.scored)
     if n >= MIN_SEEDS:
         return []
-    ci = f"no interval below {stats.MIN_CI_SEEDS}" if n < stats.MIN_CI_SEEDS else \
+    ci = f"no interval below {bootstrap.MIN_CI_SEEDS}" if n < bootstrap.MIN_CI_SEEDS else \
         "its interval is rough"
     return [f"{name}: only {n} seed{'' if n == 1 else 's'} (< {MIN_SEEDS}); {ci}, and its "
             "probabilities of improvement are unreliable"]
@@ -255,8 +254,7 @@ def _pairs(table: pd.DataFrame, finals: dict, seed: int) -> pd.DataFrame:
         ranked = rows_env.sort_values("final_iqm", ascending=False, kind="stable")["group"]
         for x, y in combinations(ranked, 2):
             fx, fy = finals[env, x], finals[env, y]
-            low, high = stats.bootstrap_ci(stats.probability_of_improvement, (fx, fy),
-                                           stable_seed(seed, "poi", env, x, y))
+            low, high = bootstrap.poi_ci(fx, fy, stable_seed(seed, "poi", env, x, y))
             rows.append({"env": env, "x": x, "y": y, "n_x": len(fx), "n_y": len(fy),
                          "p_improvement": float(stats.probability_of_improvement(fx, fy)),
                          "low": low, "high": high})
