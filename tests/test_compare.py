@@ -390,3 +390,84 @@ def test_real_multirun_sweep(cli, tmp_path, capsys):
     assert row.wall_time_s == pytest.approx(np.median(walls))
     assert "only 2 seeds (< 5)" in stdout.replace("\n", " ")
     assert (sweep / "compare" / "curves.png").stat().st_size > 0
+
+
+SUITE = {  # env: (random, reference, ppo finals, vpg finals)
+    "A-v0": (0, 100, [50, 60, 70, 80], [10, 20, 30, 40]),
+    "B-v0": (-100, 0, [-50, -40, -30, -20], [-100, -90, -80, -70]),
+    "C-v0": (10, 20, [20, 22, 24, 26], [15, 21, 25, 15]),
+}
+
+
+def test_aggregate_across_three_environments_by_hand(tmp_path, capsys):
+    for env, (_, _, ppo, vpg) in SUITE.items():
+        for algo, finals in (("ppo", ppo), ("vpg", vpg)):
+            for seed, f in enumerate(finals):
+                make_run(tmp_path / env / f"{algo}_{seed}", algo=algo, env=env, seed=seed,
+                         threshold=None, evals=[(s, f) for s in STEPS])
+    scores = [a for env, (r, h, _, _) in SUITE.items() for a in ("--scores", f"{env}={r},{h}")]
+    out = tmp_path / "out"
+    code, stdout, _ = compare(capsys, tmp_path, "--out", out, *scores)
+    assert code == 0
+    agg = pd.read_csv(out / "suite.csv").set_index("config")
+    # normalized z: ppo .5 .6 .7 .8 | .5 .6 .7 .8 | 1 1.2 1.4 1.6
+    #               vpg .1 .2 .3 .4 | 0 .1 .2 .3  | .5 1.1 1.5 .5
+    # IQM of 12 pooled: trim 3 from each end, mean of the middle 6
+    ppo, vpg = agg.loc["algo=ppo"], agg.loc["algo=vpg"]
+    assert ppo.iqm == pytest.approx((.6 + .7 + .7 + .8 + .8 + 1) / 6)
+    assert vpg.iqm == pytest.approx((.2 + .2 + .3 + .3 + .4 + .5) / 6)
+    assert (ppo["mean"], vpg["mean"]) == pytest.approx((10.4 / 12, 5.2 / 12))
+    assert (ppo["median"], vpg["median"]) == pytest.approx((.75, .3))
+    assert ppo.optimality_gap == pytest.approx(2.8 / 12)  # mean of max(1 − z, 0)
+    assert vpg.optimality_gap == pytest.approx(7.4 / 12)
+    assert ppo.runs == 12 and ppo.iqm_low <= ppo.iqm <= ppo.iqm_high
+    assert list(agg.index) == ["algo=ppo", "algo=vpg"]  # by IQM
+    # P̄ = mean over envs of P(X_e > Y_e): 1, 1, and 12/16 on C-v0
+    pair = pd.read_csv(out / "suite_improvement.csv").iloc[0]
+    assert (pair.x, pair.y, pair.envs) == ("algo=ppo", "algo=vpg", 3)
+    assert pair.p_improvement == pytest.approx((1 + 1 + 0.75) / 3)
+    assert pair.low <= pair.p_improvement <= pair.high <= 1
+
+    report = (out / "report.md").read_text()
+    assert "## Across environments" in report and "| A-v0 | 0 | 100 | --scores | 4 | 4 |" in report
+    assert "Highest normalized IQM: **algo=ppo**" in report
+    assert "across 3 environments: Highest normalized IQM: algo=ppo" in stdout
+    for name in ("profile.png", "sample_efficiency.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG") and f"]({name})" in report
+
+
+def test_suite_profile_and_curves_by_hand():
+    from pgrun.compare import suite
+    from pgrun.compare.summary import Comparison
+
+    finals, scored = {}, {}
+    for env, (_, _, ppo, vpg) in SUITE.items():
+        for algo, values in (("ppo", ppo), ("vpg", vpg)):
+            finals[env, f"algo={algo}"] = np.array(values, dtype=float)
+            scored[env, f"algo={algo}"] = [
+                make_run_object(env, [(0, 0.0), (400, float(v))]) for v in values]
+    table = pd.DataFrame([{"env": e, "auc_start": 0.0, "auc_end": 400.0} for e in SUITE])
+    result = Comparison(table, pd.DataFrame(), finals, scored, dict.fromkeys(SUITE, 400.0), [])
+    given = {e: suite.Reference(r, h, "test") for e, (r, h, _, _) in SUITE.items()}
+    out, warnings = suite.aggregate(result, "eval", given, seed=0)
+    assert warnings == []
+    tau = out.profile["tau"]
+    assert tau[0] == 0 and tau[-1] == pytest.approx(1.6)  # [min(0, z), max(1, z)]
+    fraction, low, high = out.profile["algo=ppo"]
+    k = np.searchsorted(tau, 0.75)  # τ just above .75: .8 .8 1 1.2 1.4 1.6 of 12 exceed it
+    assert fraction[k] == pytest.approx(0.5) and low[k] <= 0.5 <= high[k]
+    # the curves rise linearly from 0 to each final return: IQM of z at fraction t
+    iqm, low, high = out.curves["algo=ppo"]
+    z = np.concatenate([(np.array(p) - r) / (h - r) for r, h, p, _ in SUITE.values()])
+    t = out.curves["fraction"]
+    expected = [stats.iqm(np.concatenate([np.full(4, (0 - r) / (h - r)) for r, h, _, _ in
+                                           SUITE.values()]) * (1 - ti) + z * ti) for ti in t]
+    assert iqm == pytest.approx(expected) and (low <= iqm + 1e-12).all()
+
+
+def make_run_object(env: str, points: list[tuple[int, float]]):
+    from pgrun.compare.load import Run
+
+    steps, returns = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+    return Run(Path(env), {"env.id": env}, Curve(steps, returns), None, 1.0, 1.0,
+               "complete", {})

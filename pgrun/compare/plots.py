@@ -124,3 +124,41 @@ def _draw_group(ax, group: Group, runs: list, source: str, band: str, seed: int,
                 zorder=4)
     ax.fill_between(grid, low, high, color=color, alpha=0.12 if few else 0.2, linewidth=0,
                     hatch="////" if few else None, edgecolor=color, zorder=2)
+
+
+def plot_suite(suite, path_profile: Path, path_curves: Path, svg: bool = False) -> list[Path]:
+    """The performance profile (fraction of runs with normalized score > τ) and the IQM
+    sample-efficiency curves of ``suite.Suite``, each with its bootstrap band (hatched
+    where some environment has fewer than ``MIN_SEEDS`` runs of the configuration)."""
+    from matplotlib import rc_context
+
+    configs = list(suite.runs.index)
+    colors = colors_for(configs)
+    few = {c: int(suite.runs.loc[c].min()) < MIN_SEEDS for c in configs}
+    envs = ", ".join(suite.envs)
+    written = []
+    with rc_context({"font.size": 9}):
+        for path, data, x_key, xlabel, ylabel, title in (
+                (path_profile, suite.profile, "tau", "normalized score τ",
+                 "fraction of runs with score > τ", "performance profile"),
+                (path_curves, suite.curves, "fraction", "fraction of each environment's "
+                 "compared span of steps", "IQM of normalized score", "sample efficiency")):
+            fig, (ax,) = panels(1, width=6.0, height=4.6)
+            for config in configs:
+                line, low, high = data[config]
+                label = f"{config} ({int(suite.runs.loc[config].sum())} runs"
+                label += f", hatched band: < {MIN_SEEDS} runs on an env)" if few[config] else ")"
+                ax.plot(data[x_key], line, color=colors[config], linewidth=1.8, label=label,
+                        zorder=3)
+                ax.fill_between(data[x_key], low, high, color=colors[config],
+                                alpha=0.12 if few[config] else 0.2, linewidth=0,
+                                hatch="////" if few[config] else None,
+                                edgecolor=colors[config], zorder=2)
+            ax.set_title(f"{title}: {envs}", fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.25, linewidth=0.6)
+            ax.spines[["top", "right"]].set_visible(False)
+            legend_below(ax, title="line: point estimate; band: 95% stratified bootstrap CI")
+            written += save(fig, path, svg)
+    return written

@@ -169,7 +169,7 @@ def print_report(console: Console, table: pd.DataFrame, pairs: pd.DataFrame,
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
     def line(cells):
         return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -187,11 +187,11 @@ def markdown(command: str, table: pd.DataFrame, pairs: pd.DataFrame, notes: list
              f"`{command}`", ""]
     for env, rows in table.groupby("env", sort=False):
         parts += [f"## {env}", "", budget_line(rows, at_step), "",
-                  _md_table(_headers(rows), [_row_cells(r) for r in rows.itertuples()]), ""]
+                  md_table(_headers(rows), [_row_cells(r) for r in rows.itertuples()]), ""]
         env_pairs = pairs[pairs.env == env]
         if len(env_pairs):
             parts += ["Probability of improvement (final return):", "",
-                      _md_table(PAIR_HEADERS, [_pair_cells(p) for p in env_pairs.itertuples()]),
+                      md_table(PAIR_HEADERS, [_pair_cells(p) for p in env_pairs.itertuples()]),
                       ""]
     parts += [*suite, "## Learning curves", "", f"![learning curves]({curves})", "",
               "## Definitions", "", *[f"- {n}" for n in notes], ""]

@@ -6,12 +6,12 @@ taken from one learning curve. Intervals are in ``bootstrap``.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 from scipy import stats
 
 from pgrun.compare import bootstrap
 from pgrun.compare.load import Curve
-
 
 
 def mean_std(x: np.ndarray) -> tuple[float, float]:
