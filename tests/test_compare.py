@@ -322,7 +322,10 @@ def test_broken_and_unfinished_folders_are_skipped_or_handled(sweep, capsys):
         f"{sweep / 'diverged'}" in report
     # every dropped CSV line is counted with its cause and run
     assert f"1 line of eval.csv: a half-written last line left out in 1 run ({partial})" in report
-    assert f"1 line of metrics.csv: no numeric step left out in 1 run ({partial})" in report
+    assert f"1 line of metrics.csv: a line with the wrong number of fields left out in 1 run " \
+        f"({partial})" in report
+    assert f"1 line of metrics.csv: a half-written last line left out in 1 run ({partial})" \
+        in report
 
     out = sweep / "with_unfinished"
     code, stdout, _ = compare(capsys, sweep, "--include-unfinished", "--out", out)
@@ -471,3 +474,145 @@ def make_run_object(env: str, points: list[tuple[int, float]]):
     steps, returns = (np.array(v, dtype=float) for v in zip(*points, strict=True))
     return Run(Path(env), {"env.id": env}, Curve(steps, returns), None, 1.0, 1.0,
                "complete", {})
+
+
+def test_groups_with_different_budgets_are_compared_at_a_common_step(tmp_path, capsys):
+    """PPO trained for 400 steps, GRPO for 800 (better only after 400): by default both
+    are compared at 400, with a warning naming them; --at-step 800 leaves PPO out."""
+    for seed, (a, f) in enumerate(PPO):
+        make_run(tmp_path / f"ppo_{seed}", seed=seed, evals=curve(a, f))
+        late = [(s, 500.0) for s in range(500, 900, 100)]  # reaches 35 only after 400
+        make_run(tmp_path / f"grpo_{seed}", algo="grpo", seed=seed, total_steps=800,
+                 evals=curve(a / 2, f / 4) + late)
+    out = tmp_path / "out"
+    code, stdout, _ = compare(capsys, tmp_path, "--out", out)
+    assert code == 0
+    table = summary_of(out)
+    grpo = table.loc["algo=grpo"]
+    assert (grpo.budget, grpo.steps_max) == (400, 800)
+    assert grpo.final_mean == pytest.approx(np.mean([f / 4 for _, f in PPO]))
+    assert grpo.reached == 0 and grpo.steps_to_threshold_kind == "above budget"
+    assert grpo.auc == pytest.approx(np.mean([(a / 2 + 2.5 * f / 4) / 4 for a, f in PPO]))
+    warning = ("CartPole-v1: groups trained for different numbers of steps (algo=ppo 400, "
+               "algo=grpo 800); their final returns, steps to threshold and AUC are "
+               "compared at 400, the largest step every compared run reached")
+    report = (out / "report.md").read_text()
+    assert warning in report and warning in " ".join(stdout.split())
+    assert "| algo=grpo | 5 | 800 | 10.0 ± 8.8 |" in report  # trained 800, final at 400
+
+    code, stdout, _ = compare(capsys, tmp_path, "--out", out, "--at-step", "800")
+    assert code == 0
+    table = summary_of(out)
+    assert list(table.index) == ["algo=grpo"] and table.loc["algo=grpo"].final_mean == 500
+    assert table.loc["algo=grpo"].reached == 5  # at step 500
+    assert "algo=ppo on CartPole-v1: 5 runs left out, ending before --at-step 800" in \
+        (out / "report.md").read_text()
+
+
+def reach_at(step: int | None) -> list[tuple[int, float]]:
+    """Evaluations of 10, rising to 40 (over the threshold 35) at ``step`` (None: never)."""
+    return [(s, 40.0 if step is not None and s >= step else 10.0) for s in STEPS]
+
+
+def test_steps_to_threshold_is_a_censored_median_over_all_seeds(tmp_path, capsys):
+    cases = {"ppo": [100, 200, None, None],  # median of 100, 200, 400, 400: ≥ 300
+             "vpg": [100, 200, None],  # median of 100, 200, 400: 200
+             "reinforce": [100, None, None, None],  # 1 of 4: beyond the budget
+             "grpo": [300, 300, 300, 300]}  # all reached: 300, slower but surer than ppo
+    for algo, steps in cases.items():
+        for seed, step in enumerate(steps):
+            make_run(tmp_path / f"{algo}_{seed}", algo=algo, seed=seed, evals=reach_at(step))
+    out = tmp_path / "out"
+    assert compare(capsys, tmp_path, "--out", out)[0] == 0
+    table = summary_of(out)
+    assert table.steps_to_threshold.to_dict() == {
+        "algo=grpo": 300, "algo=ppo": 300, "algo=reinforce": 400, "algo=vpg": 200}
+    assert table.steps_to_threshold_kind.to_dict() == {
+        "algo=grpo": "exact", "algo=ppo": "lower bound", "algo=reinforce": "above budget",
+        "algo=vpg": "exact"}
+    report = (out / "report.md").read_text()
+    for cell in ("| ≥ 300 (2/4) |", "| 200 (2/3) |", "| > 400 (1/4) |", "| 300 (4/4) |"):
+        assert cell in report
+
+
+def test_a_short_unfinished_run_neither_cuts_the_auc_range_nor_scores(sweep, tmp_path,
+                                                                       capsys):
+    a_short = make_run(sweep / "short", algo="vpg", seed=9, evals=curve(500, 500)[:2],
+                       summary=False)
+    out = tmp_path / "out"
+    assert compare(capsys, sweep, "--out", out)[0] == 0
+    table = summary_of(out)
+    assert (table.auc_start.tolist(), table.auc_end.tolist()) == ([0, 0], [400, 400])
+    assert table.auc.tolist() == pytest.approx([29.5, 27.0])  # as without it
+    assert table.loc["algo=vpg"].seeds == 5 and table.loc["algo=vpg"].left_out == 1
+    assert compare(capsys, sweep, "--out", out, "--include-unfinished")[0] == 0
+    assert summary_of(out).auc_end.tolist() == [100, 100]  # asked for: then it does
+    assert a_short.exists()
+
+
+def test_nan_and_malformed_rows_are_counted_by_cause(tmp_path, capsys):
+    for seed in range(3):
+        run = make_run(tmp_path / f"r{seed}", seed=seed, evals=curve(10, 20))
+        if seed < 2:
+            with open(run / "eval.csv", "a") as f:
+                f.write("500,,0,,2,5\n600,nan,0,1,2,6\n")  # blank and NaN returns
+    run = tmp_path / "r2"
+    with open(run / "eval.csv", "a") as f:
+        f.write("700,1,2,3,4,5,6,7\nx,5,0,1,2,3\n300,99,0,1,2,3\n")
+    out = tmp_path / "out"
+    assert compare(capsys, tmp_path, "--out", out)[0] == 0
+    report = (out / "report.md").read_text()
+    assert ("4 lines of eval.csv: a blank, NaN or infinite return left out in 2 runs "
+            f"(e.g. {tmp_path / 'r0'}: 2)") in report
+    assert f"1 line of eval.csv: a line with the wrong number of fields left out in 1 run ({run})" \
+        in report
+    assert f"1 line of eval.csv: no numeric step left out in 1 run ({run})" in report
+    assert f"1 line of eval.csv: a repeated step (the last row kept) left out in 1 run ({run})" \
+        in report
+    row = summary_of(out).iloc[0]
+    assert row.budget == 400 and row.final_mean == pytest.approx((20 + 20 + (20 + 99 + 20) / 3) / 3)
+    assert "runs end between" not in report
+
+
+def test_two_and_three_seeds(tmp_path, capsys):
+    for seed, (a, f) in enumerate(PPO[:3]):
+        make_run(tmp_path / f"ppo_{seed}", seed=seed, evals=curve(a, f))
+    for seed, (a, f) in enumerate(VPG[:2]):
+        make_run(tmp_path / f"vpg_{seed}", algo="vpg", seed=seed, evals=curve(a, f))
+    out = tmp_path / "out"
+    assert compare(capsys, tmp_path, "--out", out)[0] == 0
+    table = summary_of(out)
+    ppo, vpg = table.loc["algo=ppo"], table.loc["algo=vpg"]
+    assert ppo.final_iqm == ppo.final_mean == 20  # nothing trimmed below 4 seeds
+    assert ppo.final_iqm_low < 20 < ppo.final_iqm_high
+    assert math.isnan(vpg.final_iqm_low) and math.isnan(vpg.final_iqm_high)
+    pair = pd.read_csv(out / "improvement.csv").iloc[0]
+    assert math.isnan(pair.low) and math.isnan(pair.high)
+    report = (out / "report.md").read_text()
+    assert "| 20.0 [—] |" in report and "| 0.50 [—, —] |" not in report.replace("0.50", "x")
+    assert "algo=vpg on CartPole-v1: only 2 seeds (< 5); no interval below 3" in report
+    assert "algo=ppo on CartPole-v1: only 3 seeds (< 5); its interval is rough" in report
+    assert "IQM equals the mean" in report
+
+
+def test_result_neutral_keys_never_split_groups_and_torch_threads_does(tmp_path, capsys):
+    for seed in range(2):
+        make_run(tmp_path / f"a{seed}", seed=seed, evals=curve(1, 5), progress="rich",
+                 checkpoint__every=seed + 1, resume=bool(seed), env__random_score=seed,
+                 torch_threads=1)
+        make_run(tmp_path / f"b{seed}", seed=seed, evals=curve(1, 6), torch_threads=2)
+    out = tmp_path / "out"
+    assert compare(capsys, tmp_path, "--out", out)[0] == 0
+    assert summary_of(out).seeds.to_dict() == {"torch_threads=1": 2, "torch_threads=2": 2}
+
+
+def test_runkeys_is_the_one_list():
+    from pgrun import runkeys
+    from pgrun.compare import group
+    from pgrun.runfolder import config_identity
+
+    assert runkeys.is_neutral("checkpoint.every") and not runkeys.is_neutral("torch_threads")
+    assert not runkeys.is_neutral("checkpointing") and group.ignored("seed")
+    config = {"seed": 1, "torch_threads": 2, "progress": "rich", "env": {"id": "x",
+                                                                          "random_score": 3}}
+    assert config_identity(config) == {"seed": 1, "torch_threads": 2, "env": {"id": "x"}}

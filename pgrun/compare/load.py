@@ -107,19 +107,22 @@ def read_csv(path: Path, columns: list[str]) -> tuple[pd.DataFrame, Counter]:
     if data[end:].strip():
         dropped["a half-written last line"] += 1
     data = data[:end]
-    header = data.split(b"\n", 1)[0].decode(errors="replace").strip().split(",")
-    present = [c for c in columns if c in header]
+    header = data.split(b"\n", 1)[0]
+    present = [c for c in columns if c in header.decode(errors="replace").strip().split(",")]
     lines = data.count(b"\n") - 1
     if not present or lines < 1:
         return pd.DataFrame(columns=columns, dtype=float), dropped
+    width = header.count(b",")
+    if data.count(b",") != width * (lines + 1):  # some line has a field too many or few
+        rows = data.split(b"\n")[1:-1]
+        good = [row for row in rows if row.count(b",") == width]
+        dropped["a line with the wrong number of fields"] += len(rows) - len(good)
+        data = b"\n".join([header, *good, b""])
     try:
         frame = pd.read_csv(io.BytesIO(data), usecols=present, dtype=float, engine="c")
-    except ValueError:  # a cell that is not a number, or a line with extra fields
-        frame = pd.read_csv(io.BytesIO(data), usecols=present, dtype=str, engine="c",
-                            on_bad_lines="skip", skip_blank_lines=False)
+    except ValueError:  # a cell that is not a number
+        frame = pd.read_csv(io.BytesIO(data), usecols=present, dtype=str, engine="c")
         frame = frame.apply(pd.to_numeric, errors="coerce")
-    if len(frame) < lines:
-        dropped["a line with the wrong number of fields"] += lines - len(frame)
     return frame.reindex(columns=columns), dropped
 
 
