@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -616,3 +617,89 @@ def test_runkeys_is_the_one_list():
     config = {"seed": 1, "torch_threads": 2, "progress": "rich", "env": {"id": "x",
                                                                           "random_score": 3}}
     assert config_identity(config) == {"seed": 1, "torch_threads": 2, "env": {"id": "x"}}
+
+
+BOMB = "a: &a [lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(20))  # 2·3²⁰ strings once expanded
+HOSTILE_CONFIGS = {
+    "python_tag": ("algo: !!python/object/apply:os.system ['echo pwned > pwned']\n",
+                   "YAML tag !!python/object/apply:os.system is not plain data"),
+    "set_tag": ("algo: !!set {a, b}\n", "YAML tag !!set is not plain data"),
+    "custom_tag": ("algo: !Thing 3\n", "YAML tag !Thing is not plain data"),
+    "recursive_alias": ("algo: &x\n  name: ppo\n  again: *x\n",
+                        "a recursive alias (a node that contains itself)"),
+    "alias_bomb": (BOMB, "aliases expand to more than 100,000 nodes"),
+    "deep": ("a:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(150)) + "x: 1\n",
+             "nested deeper than 100 levels"),
+    "not_a_mapping": ("- 1\n- 2\n", "not a mapping"),
+    "bad_threshold": ("env:\n  id: CartPole-v1\n  reward_threshold: lots\n",
+                      "env.reward_threshold is 'lots', not a number"),
+}
+HOSTILE_SUMMARIES = {
+    "summary_list": ("[1, 2]", "summary.json is a JSON list, not an object"),
+    "summary_status": ('{"status": {"x": 1}}', "summary.json has status \"{'x': 1}\""),
+    "summary_wall": ('{"status": "complete", "wall_time_s": "fast"}',
+                     "summary.json's wall_time_s is a str, not a number"),
+    "summary_sps": ('{"sps": true}', "summary.json's sps is a bool, not a number"),
+    "summary_json": ('{"status": "comp', "summary.json is not valid JSON"),
+    "summary_deep": ("[" * 100_000 + "]" * 100_000, "summary.json is not valid JSON"),
+}
+
+
+def test_hostile_folders_are_skipped_with_the_reason(sweep, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PGRUN_TEST_SECRET", "hunter2")
+    for name, (text, _) in HOSTILE_CONFIGS.items():
+        run = make_run(sweep / name, evals=curve(1, 1))
+        (run / ".hydra" / "config.yaml").write_text(text)
+    for name, (text, _) in HOSTILE_SUMMARIES.items():
+        run = make_run(sweep / name, evals=curve(1, 1))
+        (run / "summary.json").write_text(text)
+    for name in ("config.yaml", "metrics.csv", "summary.json"):  # a directory instead
+        run = make_run(sweep / f"dir_{name}", evals=curve(1, 1))
+        target = run / ".hydra" / name if name == "config.yaml" else run / name
+        target.unlink()
+        target.mkdir()
+    # interpolations are text: a resolver is never evaluated, nor an unterminated one
+    make_run(sweep / "secret", seed=9, evals=curve(1, 1),
+             algo__note="${oc.env:PGRUN_TEST_SECRET}", policy__activation="${oops")
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    code, stdout, stderr = compare(capsys, sweep, "--out", out)
+    assert code == 0 and time.perf_counter() - start < 30
+    report = (out / "report.md").read_text()
+    reasons = {**HOSTILE_CONFIGS, **HOSTILE_SUMMARIES}
+    for name, (_, reason) in reasons.items():
+        assert f"skipped {sweep / name}: " in report, name
+        line = next(x for x in report.splitlines() if f"skipped {sweep / name}: " in x)
+        assert reason in line, (name, line)
+    assert f"skipped {sweep / 'dir_config.yaml'}: .hydra/config.yaml is a directory" in report
+    assert f"skipped {sweep / 'dir_metrics.csv'}: metrics.csv is a directory" in report
+    assert f"skipped {sweep / 'dir_summary.json'}: summary.json is a directory" in report
+    assert not (tmp_path / "pwned").exists()
+    assert "hunter2" not in stdout + stderr + report + (out / "summary.csv").read_text()
+    table = summary_of(out)
+    assert table.seeds.sum() == 11  # the 10 good runs and "secret"
+    assert "algo.note=${oc.env:PGRUN_TEST_SECRET}" in " ".join(table.index)
+
+
+def test_symlinked_run_folders_are_followed_once(tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    for seed in range(3):
+        make_run(elsewhere / f"r{seed}", seed=seed, evals=curve(1, 10 + seed))
+    root = tmp_path / "root"
+    make_run(root / "local", seed=5, evals=curve(1, 20))
+    (root / "linked").symlink_to(elsewhere)  # a link to a folder of runs: followed
+    (root / "again").symlink_to(elsewhere)  # a second link to it: counted once
+    (root / "linked_run").symlink_to(elsewhere / "r0")  # a run already found via "linked"
+    (elsewhere / "loop").symlink_to(root)  # a loop back up
+    out = tmp_path / "out"
+    code, stdout, _ = compare(capsys, root, "--out", out)
+    assert code == 0
+    assert summary_of(out).seeds.tolist() == [4]  # local + r0, r1, r2, each once
+    report = (out / "report.md").read_text()
+    assert f"skipped {root / 'linked'}: a symbolic link to {root / 'again'}, already " \
+        "searched" in report
+    assert f"a symbolic link to {root}, already searched" in report  # the loop
