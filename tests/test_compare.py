@@ -356,6 +356,10 @@ def test_no_runs_is_a_one_line_error(tmp_path, cli):
     (["--filter", "algo.lr"], "expected KEY=VALUE"),
     (["--filter", "algo=sac"], "no run matches --filter algo=sac"),
     (["--last", "0"], "--last 0: must be ≥ 1"),
+    (["--at-step", "0"], "--at-step 0: must be > 0"),
+    (["--at-step", "5000"], "no runs left to compare (see the warnings above)"),
+    (["--scores", "CartPole-v1=1"], "--scores 'CartPole-v1=1': expected ENV=RANDOM,REFERENCE"),
+    (["--scores", "CartPole-v1=1,1"], "needs an env and two different finite scores"),
 ])
 def test_bad_options_fail_cleanly(sweep, capsys, args, message):
     code, _, stderr = compare(capsys, sweep, *args)
@@ -703,3 +707,27 @@ def test_symlinked_run_folders_are_followed_once(tmp_path, capsys):
     assert f"skipped {root / 'linked'}: a symbolic link to {root / 'again'}, already " \
         "searched" in report
     assert f"a symbolic link to {root}, already searched" in report  # the loop
+
+
+def test_reference_scores_from_presets_and_run_configs(tmp_path, capsys):
+    for env in ("CartPole-v1", "Acrobot-v1", "Unknown-v0", "Own-v0"):
+        extra = {"env__random_score": 0.0, "env__reference_score": 50.0} if env == "Own-v0" \
+            else {}
+        for algo in ("ppo", "vpg"):
+            for seed in range(3):
+                make_run(tmp_path / env / f"{algo}{seed}", algo=algo, env=env, seed=seed,
+                         threshold=None, evals=curve(1, 25 + seed), **extra)
+    out = tmp_path / "out"
+    code, stdout, _ = compare(capsys, tmp_path, "--out", out)
+    assert code == 0
+    report = (out / "report.md").read_text()
+    assert "| CartPole-v1 | 23.7 | 500 | conf/env/CartPole-v1.yaml | 3 | 3 |" in report
+    assert "| Acrobot-v1 | -497.1 | -73.5 | conf/env/Acrobot-v1.yaml | 3 | 3 |" in report
+    assert "| Own-v0 | 0 | 50 | the runs' env.random_score, env.reference_score |" in report
+    assert "Unknown-v0: left out of the comparison across environments, no random and " \
+        "reference score (none known; --scores Unknown-v0=RANDOM,REFERENCE)" in report
+    agg = pd.read_csv(out / "suite.csv")
+    assert agg.runs.tolist() == [9, 9]
+    # the same final returns on every env: the groups tie, P̄ = ½
+    assert pd.read_csv(out / "suite_improvement.csv").p_improvement.tolist() == [0.5]
+    assert "do not tell" in report
