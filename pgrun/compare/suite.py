@@ -251,6 +251,9 @@ def verdict(suite: Suite) -> list[str]:
     this number of runs) or not."""
     best = suite.aggregates.iloc[0]
     lines = [f"Highest normalized IQM: **{best.config}** ({_ci(best, 'iqm')})."]
+    if len(suite.aggregates) == 1:
+        lines.append(f"Only {best.config} has runs on every one of these environments: there "
+                     "is nothing to compare it with across the suite.")
     for pair in suite.pairs[(suite.pairs.x == best.config) | (suite.pairs.y == best.config)
                             ].itertuples():
         other = pair.y if pair.x == best.config else pair.x
