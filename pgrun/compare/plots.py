@@ -17,6 +17,7 @@ import numpy as np
 
 from pgrun.compare import stats
 from pgrun.compare.group import Group
+from pgrun.compare.report import steps_text
 from pgrun.compare.summary import END_TOLERANCE, MIN_SEEDS, Comparison, curve_of, stable_seed
 
 GRID_POINTS = 300
@@ -24,11 +25,6 @@ PANELS_PER_ROW = 3
 Y_LABELS = {"eval": "evaluation return", "train": "training return"}
 BAND_NAMES = {"ci": "mean over seeds, 95% bootstrap CI", "std": "mean over seeds ± 1 std"}
 
-
-def _steps(x: float, _pos=None) -> str:
-    if abs(x) >= 1e6:
-        return f"{x / 1e6:g}M"
-    return f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
 
 
 def colors_for(labels: list[str]) -> dict[str, tuple]:
@@ -92,11 +88,11 @@ def plot_curves(groups: list[Group], result: Comparison, source: str, band: str,
                 ax.axhline(threshold, color="0.45", linestyle="--", linewidth=1, zorder=1,
                            label=f"reward threshold {threshold:g}")
             ax.axvline(result.budgets[env], color="0.45", linestyle=":", linewidth=1, zorder=1,
-                       label=f"compared at {_steps(result.budgets[env])}")
+                       label=f"compared at {steps_text(result.budgets[env])}")
             ax.set_title(env, fontsize=11)
             ax.set_xlabel("environment steps")
             ax.set_ylabel(Y_LABELS[source])
-            ax.xaxis.set_major_formatter(FuncFormatter(_steps))
+            ax.xaxis.set_major_formatter(FuncFormatter(steps_text))
             ax.grid(alpha=0.25, linewidth=0.6)
             ax.spines[["top", "right"]].set_visible(False)
             legend_below(ax, title=BAND_NAMES[band])
@@ -113,7 +109,7 @@ def _draw_group(ax, group: Group, runs: list, source: str, band: str, seed: int,
     longest = max(float(c.steps[-1]) for c in curves)
     cut = end < (1 - END_TOLERANCE) * longest
     label = f"{group.label} (n={len(curves)}"
-    label += f"; × cut at {_steps(end)}, its shortest run; longest {_steps(longest)})" \
+    label += f"; × cut at {steps_text(end)}, its shortest run; longest {steps_text(longest)})" \
         if cut else ")"
     few = len(curves) < MIN_SEEDS
     if few:

@@ -21,19 +21,20 @@ def _num(x: float, digits: int = 1) -> str:
     return "—" if x is None or math.isnan(x) else f"{x:,.{digits}f}"
 
 
-def _steps(x: float) -> str:
-    if x >= 1e6:
+def steps_text(x: float, _pos=None) -> str:
+    """Env steps in short: 200k, 1.5M, 512 (three significant digits; also a tick formatter)."""
+    if abs(x) >= 1e6:
         return f"{x / 1e6:.3g}M"
-    return f"{x / 1e3:.3g}k" if x >= 1e3 else f"{x:.0f}"
+    return f"{x / 1e3:.3g}k" if abs(x) >= 1e3 else f"{x:.0f}"
 
 
 def _headers(env_rows: pd.DataFrame) -> list[str]:
     first = env_rows.iloc[0]
     threshold = "threshold" if math.isnan(first.threshold) else f"{first.threshold:g}"
-    at = _steps(first.budget)
+    at = steps_text(first.budget)
     return ["group", "seeds", "trained steps", f"final at {at}: mean ± std",
             f"IQM [{LEVEL} CI]", "median", f"steps to {threshold} (reached)",
-            f"AUC {_steps(first.auc_start)}–{at}", "wall time", "SPS"]
+            f"AUC {steps_text(first.auc_start)}–{at}", "wall time", "SPS"]
 
 
 def budget_line(env_rows: pd.DataFrame, at_step: float | None) -> str:
@@ -57,13 +58,13 @@ def _threshold_cell(row) -> str:
         return "—"
     reached = f"({row.reached}/{row.attempts})"
     if row.steps_to_threshold_kind == "above budget":
-        return f"> {_steps(row.budget)} {reached}"
+        return f"> {steps_text(row.budget)} {reached}"
     bound = "≥ " if row.steps_to_threshold_kind == "lower bound" else ""
     return f"{bound}{_num(row.steps_to_threshold, 0)} {reached}"
 
 
 def _row_cells(row) -> list[str]:
-    low, high = _steps(row.steps_min), _steps(row.steps_max)
+    low, high = steps_text(row.steps_min), steps_text(row.steps_max)
     steps = "—" if math.isnan(row.steps_min) else high if low == high else f"{low}–{high}"
     ci = "—" if math.isnan(row.final_iqm_low) else \
         f"{_num(row.final_iqm_low)}, {_num(row.final_iqm_high)}"
@@ -86,6 +87,8 @@ def definitions(source: str, last: int, band: str, seed: int) -> list[str]:
     what = "evaluations (`return_mean` in eval.csv)" if source == "eval" else \
         "logged training returns (`return_mean` in metrics.csv)"
     return [
+        f"**Final return**: the mean of each seed's last {last} {what} at steps ≤ B, the "
+        "step the environment is compared at (+5%: runs of one budget end a batch apart).",
         "**Runs compared**: complete runs (summary.json with status complete), plus "
         "unfinished and interrupted ones only with `--include-unfinished` (then counted in "
         "the seeds column). Failed runs (status failed: a NaN stop or a crash) are never "
@@ -93,8 +96,6 @@ def definitions(source: str, last: int, band: str, seed: int) -> list[str]:
         "**Compared at step B**: on each environment every figure is taken at one budget B, "
         "the largest step every compared run on it reached (or `--at-step`): points after "
         "B are not used, so longer training earns nothing.",
-        f"**Final return**: the mean of each seed's last {last} {what} at steps ≤ B "
-        "(+5%: runs of one budget end a batch apart).",
         "**mean ± std, median**: over seeds; std is the sample std (n − 1).",
         f"**IQM**: interquartile mean (Agarwal et al. 2021), the mean of the middle 50% of "
         f"seeds, trimming ⌊n/4⌋ from each end (`scipy.stats.trim_mean(x, 0.25)`): below 4 "
@@ -162,7 +163,7 @@ def print_report(console: Console, table: pd.DataFrame, pairs: pd.DataFrame,
                 out.add_row(*map(escape, _pair_cells(pair)))
             console.print(out)
         console.print()
-    for note in notes[:1]:  # the rest are in report.md
+    for note in notes[:1]:  # the final return's; the rest are in report.md
         console.print(escape(note.replace("**", "").replace("`", "")), style="dim",
                       highlight=False)
     for warning in warnings:

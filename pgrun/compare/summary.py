@@ -25,6 +25,7 @@ import pandas as pd
 from pgrun.compare import bootstrap, stats
 from pgrun.compare.group import Group
 from pgrun.compare.load import COMPLETE, FAILED, CompareError, Curve, Run
+from pgrun.compare.report import steps_text
 
 MIN_SEEDS = 5
 """Fewer seeds than this give intervals too rough to trust; the report says so."""
@@ -205,17 +206,13 @@ def _budget_warnings(env: str, groups: list[Group], parts: dict[str, Roles], sou
                for g in groups if parts[g.label].scored}
     if max(trained.values()) <= (1 + END_TOLERANCE) * min(trained.values()):
         return []
-    listed = ", ".join(f"{label} {_steps(s)}" for label, s in
+    listed = ", ".join(f"{label} {steps_text(s)}" for label, s in
                        sorted(trained.items(), key=lambda item: item[1]))
-    how = f"at --at-step {_steps(budget)}" if at_step is not None else \
-        f"at {_steps(budget)}, the largest step every compared run reached (--at-step N " \
+    how = f"at --at-step {steps_text(budget)}" if at_step is not None else \
+        f"at {steps_text(budget)}, the largest step every compared run reached (--at-step N " \
         "to choose another)"
     return [f"{env}: groups trained for different numbers of steps ({listed}); their final "
             f"returns, steps to threshold and AUC are compared {how}"]
-
-
-def _steps(x: float) -> str:
-    return f"{x / 1e6:.3g}M" if x >= 1e6 else f"{x / 1e3:.3g}k" if x >= 1e3 else f"{x:.0f}"
 
 
 def _group_warnings(group: Group, part: Roles) -> list[str]:
