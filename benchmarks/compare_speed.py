@@ -3,8 +3,9 @@
 The folders are written with the project's own writers (``CsvLog`` with ``METRIC_COLUMNS``
 and ``EVAL_COLUMNS``, ``write_summary``) and real composed configs in ``.hydra/config.yaml``,
 as a Hydra multirun would leave them: 4 configurations × 50 seeds = 200 runs of 2,000
-metric rows and 52 evaluations each; 1 run in 10 is still in progress (no summary.json).
-Target: under 5 s on 2 cores. Example:
+metric rows and 52 evaluations each; 1 run in 10 is still in progress (no summary.json):
+it is read, and left out of the scores as ``pgrun compare`` does by default. Every interval
+uses 10,000 bootstrap resamples. Target: under 5 s on 2 cores. Example:
 
     python benchmarks/compare_speed.py            # builds in a temp folder, median of 3
     python benchmarks/compare_speed.py --runs 40 --rows 500 --repeats 5

@@ -14,9 +14,12 @@ RESULT_NEUTRAL = ("progress", "resume", "checkpoint", "env.random_score", "env.r
 checkpoint settings, and the normalization scores ``pgrun compare`` reads."""
 
 
+_UNDER = tuple(k + "." for k in RESULT_NEUTRAL)
+
+
 def is_neutral(key: str) -> bool:
     """Whether the dotted ``key`` is, or lies under, a key of ``RESULT_NEUTRAL``."""
-    return any(key == k or key.startswith(k + ".") for k in RESULT_NEUTRAL)
+    return key in RESULT_NEUTRAL or key.startswith(_UNDER)
 
 
 def without_neutral(tree: dict, prefix: str = "") -> dict:
