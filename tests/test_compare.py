@@ -731,3 +731,25 @@ def test_reference_scores_from_presets_and_run_configs(tmp_path, capsys):
     # the same final returns on every env: the groups tie, P̄ = ½
     assert pd.read_csv(out / "suite_improvement.csv").p_improvement.tolist() == [0.5]
     assert "do not tell" in report
+
+
+def test_curve_marks_cut_short_and_few_seed_bands(tmp_path):
+    from matplotlib.figure import Figure
+
+    from pgrun.compare import plots
+    from pgrun.compare.group import Group
+
+    runs = [make_run_object("CartPole-v1", [(0, 0.0), (100, 5.0), (end, 10.0)])
+            for end in (200, 400, 400)]
+    group = Group("CartPole-v1", "algo=ppo", {}, runs)
+    ax = Figure().subplots()
+    plots._draw_group(ax, group, runs, "eval", "ci", 0, "C0")
+    (label,) = ax.get_legend_handles_labels()[1]
+    assert label == ("algo=ppo (n=3; × cut at 200, its shortest run; longest 400), "
+                     "hatched band: < 5 seeds")
+    assert ax.lines[0].get_xdata()[-1] == 200 and ax.lines[1].get_marker() == "x"
+    assert ax.collections[0].get_hatch() == "////"
+    ax = Figure().subplots()
+    plots._draw_group(ax, group, runs[1:] * 3, "eval", "ci", 0, "C0")  # 6 runs to 400
+    assert ax.get_legend_handles_labels()[1] == ["algo=ppo (n=6)"]
+    assert len(ax.lines) == 1 and ax.collections[0].get_hatch() is None
