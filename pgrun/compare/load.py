@@ -186,7 +186,7 @@ def read_run(path: Path) -> Run:
     status = summary.get("status", COMPLETE) if summary else UNFINISHED
     rows = {f"{name}: {cause}": n for name, causes in dropped.items()
             for cause, n in causes.items()}
-    error = str(summary.get("error") or "")[:200]
+    error = " ".join(str(summary.get("error") or "").split())[:200]  # one line
     return Run(path, config, eval_curve, train_curve, float(wall), float(sps), status, rows,
                error)
 

@@ -68,8 +68,9 @@ def _row_cells(row) -> list[str]:
     steps = "—" if math.isnan(row.steps_min) else high if low == high else f"{low}–{high}"
     ci = "—" if math.isnan(row.final_iqm_low) else \
         f"{_num(row.final_iqm_low)}, {_num(row.final_iqm_high)}"
-    return [row.group, _seeds_cell(row), steps,
-            f"{_num(row.final_mean)} ± {_num(row.final_std)}", f"{_num(row.final_iqm)} [{ci}]",
+    spread = "—" if math.isnan(row.final_mean) else \
+        f"{_num(row.final_mean)} ± {_num(row.final_std)}"
+    return [row.group, _seeds_cell(row), steps, spread, f"{_num(row.final_iqm)} [{ci}]",
             _num(row.final_median), _threshold_cell(row), _num(row.auc),
             "—" if math.isnan(row.wall_time_s) else f"{row.wall_time_s:,.1f} s", _num(row.sps, 0)]
 
@@ -171,8 +172,8 @@ def print_report(console: Console, table: pd.DataFrame, pairs: pd.DataFrame,
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    def line(cells):
-        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+    def line(cells):  # text from run folders stays inside its cell
+        return "| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in cells) + " |"
 
     aligns = ["---"] + ["--:"] * (len(headers) - 1)
     return "\n".join([line(headers), "| " + " | ".join(aligns) + " |", *map(line, rows)])
@@ -197,7 +198,7 @@ def markdown(command: str, table: pd.DataFrame, pairs: pd.DataFrame, notes: list
     parts += [*suite, "## Learning curves", "", f"![learning curves]({curves})", "",
               "## Definitions", "", *[f"- {n}" for n in notes], ""]
     if warnings:
-        parts += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
+        parts += ["## Warnings", "", *[f"- {' '.join(w.split())}" for w in warnings], ""]
     return "\n".join(parts)
 
 

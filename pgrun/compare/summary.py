@@ -218,7 +218,7 @@ def _budget_warnings(env: str, groups: list[Group], parts: dict[str, Roles], sou
 def _group_warnings(group: Group, part: Roles) -> list[str]:
     name = f"{group.label} on {group.env}"
     n = len(part.scored)
-    if n >= MIN_SEEDS:
+    if n >= MIN_SEEDS or n == 0:  # none: the failed runs' warning says why
         return []
     ci = f"no interval below {bootstrap.MIN_CI_SEEDS}" if n < bootstrap.MIN_CI_SEEDS else \
         "its interval is rough"
