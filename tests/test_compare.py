@@ -639,6 +639,8 @@ HOSTILE_CONFIGS = {
     "not_a_mapping": ("- 1\n- 2\n", "not a mapping"),
     "bad_threshold": ("env:\n  id: CartPole-v1\n  reward_threshold: lots\n",
                       "env.reward_threshold is 'lots', not a number"),
+    "unterminated": ("algo:\n  name: ppo\npolicy:\n  activation: ${oops\n",
+                     "policy.activation: an unterminated interpolation '${oops'"),
 }
 HOSTILE_SUMMARIES = {
     "summary_list": ("[1, 2]", "summary.json is a JSON list, not an object"),
@@ -664,9 +666,9 @@ def test_hostile_folders_are_skipped_with_the_reason(sweep, tmp_path, capsys, mo
         target = run / ".hydra" / name if name == "config.yaml" else run / name
         target.unlink()
         target.mkdir()
-    # interpolations are text: a resolver is never evaluated, nor an unterminated one
+    # interpolations are text: a resolver is never evaluated
     make_run(sweep / "secret", seed=9, evals=curve(1, 1),
-             algo__note="${oc.env:PGRUN_TEST_SECRET}", policy__activation="${oops")
+             algo__note="${oc.env:PGRUN_TEST_SECRET}")
 
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"

@@ -5,7 +5,8 @@ null; dates are kept as text). Anything else is refused with the reason: python 
 other tags (``!!set``, ``!!binary``, ``!foo``), recursive aliases, documents whose aliases
 expand to more than ``MAX_NODES`` nodes (an "alias bomb": bounded time and memory), files
 over ``MAX_BYTES`` or nested deeper than ``MAX_DEPTH``. Nothing named in the file is imported or called, and interpolations
-are not evaluated: a resolver such as ``${oc.env:SECRET}`` stays that literal text. Only
+are not evaluated: a resolver such as ``${oc.env:SECRET}`` stays that literal text (an
+unterminated ``${`` is refused, as OmegaConf would). Only
 plain references to other keys of the same file (``${.entry_point}``, ``${algo.name}``),
 which Hydra saves unresolved, are replaced by the value they point to.
 """
@@ -86,7 +87,8 @@ def resolve_references(tree: dict[str, Any]) -> dict[str, Any]:
     """``tree`` with each ``${key}`` reference to another key of ``tree`` (absolute, or
     relative with leading dots as in OmegaConf) replaced by that key's value; text with
     resolvers (``${oc.env:X}``), references to missing keys and chains longer than
-    ``MAX_REFERENCE_HOPS`` are left as they are."""
+    ``MAX_REFERENCE_HOPS`` are left as they are. An unterminated ``${`` (which OmegaConf
+    could not have loaded) is a ConfigDataError."""
 
     def value_at(parts: list[str]) -> Any:
         node: Any = tree
@@ -101,7 +103,12 @@ def resolve_references(tree: dict[str, Any]) -> dict[str, Any]:
             return {k: resolve(v, [*where, str(k)], hops) for k, v in value.items()}
         if isinstance(value, list):
             return [resolve(v, where, hops) for v in value]
-        if not isinstance(value, str) or "${" not in value or hops >= MAX_REFERENCE_HOPS:
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        if "}" not in value[value.rindex("${"):]:
+            raise ConfigDataError(f"{'.'.join(where)}: an unterminated interpolation "
+                                  f"{value[:40]!r}")
+        if hops >= MAX_REFERENCE_HOPS:
             return value
 
         def target(match: re.Match) -> tuple[Any, list[str]]:
