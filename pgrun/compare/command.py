@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from pgrun.compare import suite
+from pgrun.compare import suite, suite_report
 from pgrun.compare.group import apply_filters, group_runs
 from pgrun.compare.load import CONFIG, OUTPUT_DIR_NAME, CompareError, load_runs
 from pgrun.compare.plots import plot_curves, plot_suite
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     late_warnings = source_warnings + group_warnings + result.warnings + suite_warnings
     print_report(console, table, pairs, notes, late_warnings, args.at_step)
     if across is not None:
-        for line in suite.verdict(across):
+        for line in suite_report.verdict(across):
             console.print(f"across {len(across.envs)} environments: "
                           f"{escape(line.replace('**', ''))}", highlight=False)
 
@@ -125,8 +125,8 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     if across is not None:
         figures = plot_suite(across, out / "profile.png", out / "sample_efficiency.png",
                              args.svg)
-        written += figures + suite.write_tables(out, across)
-        section = suite.markdown(across, [p.name for p in figures if p.suffix == ".png"])
+        written += figures + suite_report.write_tables(out, across)
+        section = suite_report.markdown(across, [p.name for p in figures if p.suffix == ".png"])
     command = "pgrun compare " + shlex.join(argv)
     report = markdown(command, table, pairs, notes, skipped_warnings(skipped) + late_warnings,
                       "curves.png", args.at_step, section)
