@@ -32,7 +32,7 @@ def counts(sizes: Sequence[int], seed: int, resamples: int = N_RESAMPLES) -> np.
     for n in sizes:
         draws = rng.integers(0, n, (resamples, n)) + n * np.arange(resamples)[:, None]
         blocks.append(np.bincount(draws.ravel(), minlength=resamples * n).reshape(-1, n))
-    return np.hstack(blocks)
+    return np.hstack(blocks).astype(np.int32)
 
 
 def interval(resampled: np.ndarray) -> tuple:
@@ -44,13 +44,17 @@ def interval(resampled: np.ndarray) -> tuple:
 
 def window_mean(x: np.ndarray, c: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Mean of the sorted multiset (each x_i repeated c_i times) at positions [lo, hi):
-    the number of copies of x_i inside is |[C_{i−1}, C_i) ∩ [lo, hi)|, C the running
-    count over x in ascending order. x: (n,), c: (R, n) → (R,)."""
+    x_i's copies sit at [C_i − c_i, C_i), C the running count over x in ascending order,
+    so clip(C_i, lo, hi) − clip(C_i − c_i, lo, hi) of them are inside. x: (n,),
+    c: (R, n) → (R,)."""
     order = np.argsort(x, kind="stable")
-    x, c = x[order], c[:, order]
-    after = np.cumsum(c, axis=1)
-    inside = np.clip(np.minimum(after, hi) - np.maximum(after - c, lo), 0, None)
-    return inside @ x / (hi - lo)
+    c = np.asarray(c, dtype=np.int32)[:, order]
+    after = np.cumsum(c, axis=1, dtype=np.int32)
+    before = after - c
+    np.clip(after, lo, hi, out=after)
+    np.clip(before, lo, hi, out=before)
+    after -= before
+    return after @ x[order] / (hi - lo)
 
 
 def trimmed_mean(x: np.ndarray, c: np.ndarray, cut: float = 0.25) -> np.ndarray:
