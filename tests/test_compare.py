@@ -755,3 +755,19 @@ def test_curve_marks_cut_short_and_few_seed_bands(tmp_path):
     plots._draw_group(ax, group, runs[1:] * 3, "eval", "ci", 0, "C0")  # 6 runs to 400
     assert ax.get_legend_handles_labels()[1] == ["algo=ppo (n=6)"]
     assert len(ax.lines) == 1 and ax.collections[0].get_hatch() is None
+
+
+def test_aggregate_weighs_every_environment_the_same():
+    """2 runs on one env, 4 on another: each env weighs ½ (a run of the first weighs as
+    two of the second), not pooled as 6 equal runs."""
+    from pgrun.compare import suite
+
+    scores = {"x": [np.array([0.0, 0.1]), np.array([0.5, 0.6, 0.7, 0.8])]}
+    row = suite._aggregates(scores, seed=0).iloc[0]
+    # weights 2, 2 | 1, 1, 1, 1 (total 8): sorted 0 0 .1 .1 .5 .6 .7 .8
+    assert row.iqm == pytest.approx((0.1 + 0.1 + 0.5 + 0.6) / 4)  # positions 2–5
+    assert row["mean"] == pytest.approx((0.05 + 0.65) / 2)  # the mean of the env means
+    assert row["median"] == pytest.approx((0.1 + 0.5) / 2)  # positions 3 and 4
+    assert row.optimality_gap == pytest.approx(((1 + 0.9) / 2 + (0.5 + 0.4 + 0.3 + 0.2) / 4) / 2)
+    assert row.iqm != pytest.approx(stats.iqm(np.concatenate(scores["x"])))  # pooled: .475
+    assert bootstrap.stratum_weights([2, 4, 3]).tolist() == [6, 6, 3, 3, 3, 3, 4, 4, 4]

@@ -42,14 +42,25 @@ def interval(resampled: np.ndarray) -> tuple:
     return (float(low), float(high)) if np.ndim(low) == 0 else (low, high)
 
 
-def window_mean(x: np.ndarray, c: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Mean of the sorted multiset (each x_i repeated c_i times) at positions [lo, hi):
+def stratum_weights(sizes: Sequence[int]) -> np.ndarray:
+    """The weight of one copy of each value so that every stratum weighs the same
+    (L / n for a stratum of n, L the least common multiple of the sizes: whole numbers,
+    so positions in ``window_mean`` stay exact; equal sizes give weight 1)."""
+    lcm = math.lcm(*sizes)
+    if lcm * len(sizes) > 2**50:  # far beyond any real suite: near-exact floats instead
+        lcm = 2**50 / len(sizes)
+    return np.concatenate([np.full(n, lcm / n) for n in sizes])
+
+
+def window_mean(x: np.ndarray, c: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Mean of the sorted multiset (each x_i repeated c_i times; c may be a weight) at
+    positions [lo, hi):
     x_i's copies sit at [C_i − c_i, C_i), C the running count over x in ascending order,
     so clip(C_i, lo, hi) − clip(C_i − c_i, lo, hi) of them are inside. x: (n,),
     c: (R, n) → (R,)."""
     order = np.argsort(x, kind="stable")
-    c = np.asarray(c, dtype=np.int32)[:, order]
-    after = np.cumsum(c, axis=1, dtype=np.int32)
+    c = np.asarray(c)[:, order]
+    after = np.cumsum(c, axis=1, dtype=c.dtype)
     before = after - c
     np.clip(after, lo, hi, out=after)
     np.clip(before, lo, hi, out=before)
@@ -59,15 +70,16 @@ def window_mean(x: np.ndarray, c: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 def trimmed_mean(x: np.ndarray, c: np.ndarray, cut: float = 0.25) -> np.ndarray:
     """Trimmed mean of each resample, cutting ⌊cut·N⌋ values from each end (as
-    ``scipy.stats.trim_mean``); cut 0.25 is the interquartile mean (IQM)."""
-    n = int(c[0].sum())
+    ``scipy.stats.trim_mean``; N the total count or weight); cut 0.25 is the
+    interquartile mean (IQM)."""
+    n = int(round(c[0].sum()))
     lo = int(cut * n)
     return window_mean(x, c, lo, n - lo)
 
 
 def median(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Median of each resample: the middle value, or the mean of the middle two."""
-    n = int(c[0].sum())
+    n = int(round(c[0].sum()))
     return window_mean(x, c, (n - 1) // 2, n // 2 + 1)
 
 

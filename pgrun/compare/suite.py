@@ -9,10 +9,14 @@ methods of rliable, written here: rliable 1.2 does not import beside pandas 3).
   own ``conf/env/<id>.yaml`` (which cites each number's source).
 - Aggregates over the pooled normalized scores of every run on every environment:
   IQM, mean, median and optimality gap, mean of max(1 − z, 0); stratified bootstrap
-  intervals (each environment's runs resampled on their own).
+  intervals (each environment's runs resampled on their own). Every environment weighs
+  the same, and each run within it equally (``bootstrap.stratum_weights``): with equal
+  runs per environment these are rliable's pooled statistics, and an environment with
+  more runs does not pull the aggregate its way.
 - Average probability of improvement: P̄(X > Y) = (1/M) Σ_e P(X_e > Y_e) over the M
   environments, with a stratified bootstrap interval.
-- Performance profile: the fraction of runs with z > τ, for τ over the scores' range.
+- Performance profile: the fraction of runs with z > τ (weighted as above), for τ over
+  the scores' range.
 - Sample-efficiency curve: the IQM of z along each run's curve, at fractions of each
   environment's budget (the steps its figures are taken at).
 
@@ -160,13 +164,15 @@ def _aggregates(scores: dict[str, list[np.ndarray]], seed: int) -> pd.DataFrame:
     rows = []
     for config, per_env in scores.items():
         z = np.concatenate(per_env)
-        point = _metrics(z, np.ones((1, len(z))))
+        sizes = [len(s) for s in per_env]
+        unit = bootstrap.stratum_weights(sizes)
+        point = _metrics(z, unit[None, :])
         row = {"config": config, "runs": len(z)}
         if bootstrap.too_few(*per_env):
             resampled = None
         else:
-            resampled = _metrics(z, bootstrap.counts([len(s) for s in per_env],
-                                                     stable_seed(seed, "suite", config)))
+            resampled = _metrics(z, unit * bootstrap.counts(sizes,
+                                                            stable_seed(seed, "suite", config)))
         for name in METRICS:
             row[name] = float(point[name][0])
             low, high = bootstrap.interval(resampled[name]) if resampled else (math.nan,) * 2
@@ -209,11 +215,13 @@ def _profile(scores: dict[str, list[np.ndarray]], seed: int) -> dict:
     for config, per_env in scores.items():
         z = np.concatenate(per_env)
         above = (z[:, None] > tau[None, :]).astype(float)
-        fraction = above.mean(axis=0)
+        sizes = [len(s) for s in per_env]
+        unit = bootstrap.stratum_weights(sizes)
+        fraction = bootstrap.mean(above, unit[None, :])[0]
         low = high = fraction
         if not bootstrap.too_few(*per_env):
-            c = bootstrap.counts([len(s) for s in per_env], stable_seed(seed, "profile", config))
-            low, high = bootstrap.interval(bootstrap.mean(above, c))
+            c = bootstrap.counts(sizes, stable_seed(seed, "profile", config))
+            low, high = bootstrap.interval(bootstrap.mean(above, unit * c))
         profile[config] = (fraction, low, high)
     return profile
 
@@ -234,11 +242,14 @@ def _curves(result: Comparison, source: str, envs: list[str], configs: list[str]
                                         grid)
             per_env.append(refs[e].normalize(returns))
         z = np.concatenate(per_env)  # (runs, points)
-        iqm = np.asarray(stats.iqm(z, axis=0))
+        sizes = [len(s) for s in per_env]
+        unit = bootstrap.stratum_weights(sizes)
+        iqm = np.array([bootstrap.trimmed_mean(z[:, k], unit[None, :])[0]
+                        for k in range(len(fraction))])
         low = high = iqm
         if not bootstrap.too_few(*per_env):
-            c = bootstrap.counts([len(s) for s in per_env], stable_seed(seed, "curve", config))
-            ends = np.array([bootstrap.interval(bootstrap.trimmed_mean(z[:, k], c))
+            w = unit * bootstrap.counts(sizes, stable_seed(seed, "curve", config))
+            ends = np.array([bootstrap.interval(bootstrap.trimmed_mean(z[:, k], w))
                              for k in range(len(fraction))])
             low, high = ends[:, 0], ends[:, 1]
         curves[config] = (iqm, low, high)

@@ -63,7 +63,8 @@ def markdown(suite: Suite, figures: list[str]) -> list[str]:
         "z = (x − random) / (reference − random): 0 is a random policy, 1 the reference.", "",
         md_table(["environment", "random", "reference", "source",
                   *[f"runs: {c}" for c in suite.runs.index]], refs), "",
-        f"Aggregates of z over all {len(suite.envs)} environments' runs pooled, "
+        f"Aggregates of z over the runs of all {len(suite.envs)} environments pooled, each "
+        "environment weighing the same (and each run within it equally); "
         f"{level} CIs by stratified bootstrap ({bootstrap.N_RESAMPLES:,} resamples, each "
         "environment's runs resampled apart); optimality gap = mean of max(1 − z, 0), "
         "lower is better:", "",
