@@ -34,7 +34,8 @@ def _headers(env_rows: pd.DataFrame) -> list[str]:
     at = steps_text(first.budget)
     return ["group", "seeds", "trained steps", f"final at {at}: mean ± std",
             f"IQM [{LEVEL} CI]", "median", f"steps to {threshold} (reached)",
-            f"AUC {steps_text(first.auc_start)}–{at}", "wall time", "SPS"]
+            f"AUC {steps_text(first.auc_start)}–{steps_text(first.auc_end)}", "wall time",
+            "SPS"]
 
 
 def budget_line(env_rows: pd.DataFrame, at_step: float | None) -> str:
@@ -43,7 +44,7 @@ def budget_line(env_rows: pd.DataFrame, at_step: float | None) -> str:
     why = "given by --at-step" if at_step is not None else \
         "the largest step every compared run on this environment reached"
     return (f"Compared at step {first.budget:,.0f} ({why}); AUC over steps "
-            f"{first.auc_start:,.0f}–{first.budget:,.0f}.")
+            f"{first.auc_start:,.0f}–{first.auc_end:,.0f}.")
 
 
 def _seeds_cell(row) -> str:

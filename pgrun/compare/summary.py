@@ -105,7 +105,8 @@ def summarize(groups: list[Group], source: str, last: int, seed: int,
 
     Per environment every figure is taken at one budget B, by default the largest step
     every scored run on it reached, or ``at_step``: final returns from points at steps
-    ≤ B, steps to threshold within B, AUC over [a, B] (a: the latest first point)."""
+    ≤ B, steps to threshold within B, AUC over [a, B] (a: the latest first point; B the
+    earliest last point if ``at_step`` allowed runs up to 5% short of it)."""
     rows, warnings, budgets, scored_runs = [], [], {}, {}
     finals: dict[tuple[str, str], np.ndarray] = {}
     for env in dict.fromkeys(g.env for g in groups):
@@ -120,12 +121,14 @@ def summarize(groups: list[Group], source: str, last: int, seed: int,
         curves = [curve_of(r, source) for r in scored]
         budget = at_step if at_step is not None else min(float(c.steps[-1]) for c in curves)
         budgets[env] = budget
-        start = min(max(float(c.steps[0]) for c in curves), budget)
+        end = min(budget, min(float(c.steps[-1]) for c in curves))  # --at-step's 5% slack
+        start = min(max(float(c.steps[0]) for c in curves), end)
         warnings += _budget_warnings(env, env_groups, parts, source, budget, at_step)
         for group in env_groups:
             if not parts[group.label].scored and not parts[group.label].failed:
                 continue
-            row = _group_row(group, parts[group.label], source, last, budget, start, seed)
+            row = _group_row(group, parts[group.label], source, last, budget, (start, end),
+                             seed)
             finals[env, group.label] = row.pop("_finals")
             scored_runs[env, group.label] = parts[group.label].scored
             rows.append(row)
@@ -140,7 +143,7 @@ def summarize(groups: list[Group], source: str, last: int, seed: int,
 
 
 def _group_row(group: Group, part: Roles, source: str, last: int, budget: float,
-               start: float, seed: int) -> dict:
+               auc_span: tuple[float, float], seed: int) -> dict:
     full = [curve_of(r, source) for r in part.scored]
     slack = (1 + END_TOLERANCE) * budget  # a last batch overshooting the same budget
     finals = np.array([stats.final_return(stats.up_to(c, slack), last) for c in full])
@@ -165,9 +168,9 @@ def _group_row(group: Group, part: Roles, source: str, last: int, budget: float,
         "steps_to_threshold": median if threshold is not None else math.nan,
         "steps_to_threshold_kind": kind if threshold is not None else "",
         "reached": int(np.isfinite(steps).sum()), "attempts": len(steps),
-        "auc": float(np.mean([stats.normalized_auc(c, start, budget) for c in full]))
+        "auc": float(np.mean([stats.normalized_auc(c, *auc_span) for c in full]))
         if full else math.nan,
-        "auc_start": start, "auc_end": budget,
+        "auc_start": auc_span[0], "auc_end": auc_span[1],
         "wall_time_s": _median([r.wall_time_s for r in part.scored]),
         "sps": _median([r.sps for r in part.scored]),
         "_finals": finals,
