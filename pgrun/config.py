@@ -38,6 +38,9 @@ class EnvConfig:
     num_envs: int = 8
     max_episode_steps: int | None = None  # null: the registration's limit, else 1000
     reward_threshold: float | None = None
+    # pgrun compare's normalized score (x − random) / (reference − random); never changes a run
+    random_score: float | None = None  # a uniformly random policy's mean return
+    reference_score: float | None = None  # a good policy's return (cited in conf/env/*.yaml)
     vectorization: str = "auto"
     kwargs: dict[str, Any] = field(default_factory=_env_kwargs)  # for the env's constructor
 

@@ -14,8 +14,8 @@
 ``resume=true`` is the same but requires a checkpoint; ``resume=false`` starts over,
 deleting the folder's checkpoint, summary and error file first.
 
-"Same config" leaves out ``runfolder.RUNTIME_KEYS`` (progress display, resume mode,
-checkpoint settings), which do not change what a run computes.
+"Same config" leaves out the result-neutral keys of ``runkeys.RESULT_NEUTRAL`` (progress
+display, resume mode, checkpoint settings, ...), which do not change what a run computes.
 """
 
 from __future__ import annotations

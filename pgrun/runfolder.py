@@ -28,6 +28,7 @@ import torch
 import pgrun
 from pgrun.config import ConfigError
 from pgrun.metrics import CsvLog
+from pgrun.runkeys import without_neutral
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -37,9 +38,6 @@ EVALS = "eval.csv"
 
 COMPLETE, INTERRUPTED, FAILED = "complete", "interrupted", "failed"
 
-RUNTIME_KEYS = frozenset({"progress", "resume", "checkpoint"})
-"""Config keys that do not change what a run computes: a run may be resumed with other
-values, and a complete run with other values counts as the same run."""
 
 
 class RunFolderError(ConfigError):
@@ -123,8 +121,9 @@ def clear_error(run_dir: Path) -> None:
 # ------------------------------------------------------------------- config identity
 
 def config_identity(config: dict) -> dict:
-    """The resolved config without RUNTIME_KEYS: what makes two runs the same run."""
-    return {k: v for k, v in config.items() if k not in RUNTIME_KEYS}
+    """The resolved config without the result-neutral keys (``runkeys.RESULT_NEUTRAL``): what
+    makes two runs the same run."""
+    return without_neutral(config)
 
 
 def config_hash(config: dict) -> str:

@@ -11,9 +11,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from pgrun.compare import suite, suite_report
 from pgrun.compare.group import apply_filters, group_runs
 from pgrun.compare.load import CONFIG, OUTPUT_DIR_NAME, CompareError, load_runs
-from pgrun.compare.plots import plot_curves
+from pgrun.compare.plots import plot_curves, plot_suite
 from pgrun.compare.report import (
     definitions,
     markdown,
@@ -25,16 +26,23 @@ from pgrun.compare.summary import choose_source, summarize
 
 DESCRIPTION = """Compare runs: find every run folder under PATH... (plain runs and Hydra
 multirun sweeps), group the runs by what differs in their configs except the seed, and
-report per group and environment the final return (mean ± std, IQM with a 95% bootstrap
-CI, median), the steps to the env's reward threshold, the area under the learning curve,
-wall time and SPS; the probability of improvement between groups; learning curves.
-Writes report.md, summary.csv, improvement.csv and curves.png to --out."""
+report per group and environment, at one budget of steps per environment: the final
+return (mean ± std, IQM with a 95% bootstrap CI, median), the steps to the env's reward
+threshold, the area under the learning curve, wall time and SPS; the probability of
+improvement between groups; learning curves. Only complete runs are scored unless
+--include-unfinished. Across two or more environments with reference scores: normalized
+IQM, mean, median and optimality gap, average probability of improvement, performance
+profiles and sample-efficiency curves. Writes report.md, summary.csv, improvement.csv and
+curves.png (and suite.csv, suite_improvement.csv, profile.png, sample_efficiency.png) to
+--out."""
 
 EXAMPLES = """examples:
   pgrun compare outputs/sweeps/2026-11-21_10-00-00
   pgrun compare outputs/runs outputs/sweeps --by algo --filter env=CartPole-v1
   pgrun compare outputs/sweeps/clip --filter algo.clip_eps=0.1 --filter algo.clip_eps=0.2
-  pgrun compare outputs/sweeps/x --curve train --band std --last 5 --out results/x --svg"""
+  pgrun compare outputs/sweeps/x --curve train --band std --last 5 --out results/x --svg
+  pgrun compare outputs/sweeps/live --include-unfinished --at-step 100000
+  pgrun compare outputs/sweeps/suite --scores MyEnv-v0=-10,250"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,6 +67,16 @@ def parser() -> argparse.ArgumentParser:
                    help=f"output folder (default: <first PATH>/{OUTPUT_DIR_NAME}/)")
     p.add_argument("--svg", action="store_true", help="also write curves.svg")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--include-unfinished", action="store_true",
+                   help="also score runs that are not complete (unfinished: no summary.json "
+                        "yet; interrupted); failed runs are never scored")
+    p.add_argument("--at-step", type=float, metavar="N",
+                   help="compare final returns, steps to threshold and AUC at step N "
+                        "(default: the largest step every compared run on an env reached)")
+    p.add_argument("--scores", action="append", default=[], metavar="ENV=RANDOM,REFERENCE",
+                   help="normalization scores for the comparison across environments "
+                        "(repeatable; default: env.random_score and env.reference_score "
+                        "from the runs' configs or conf/env/<ENV>.yaml)")
     return p
 
 
@@ -73,6 +91,8 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     """The whole comparison; returns the files written."""
     if args.last < 1:
         raise CompareError(f"--last {args.last}: must be ≥ 1")
+    if args.at_step is not None and not args.at_step > 0:
+        raise CompareError(f"--at-step {args.at_step:g}: must be > 0")
     out = args.out or default_out(args.paths[0])
     runs, skipped = load_runs(args.paths, exclude=[out])
     for warning in skipped_warnings(skipped, limit=3):
@@ -84,17 +104,32 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     runs = apply_filters(runs, args.filter)
     source, runs, source_warnings = choose_source(runs, args.curve)
     groups, group_warnings = group_runs(runs, args.by.split(",") if args.by else None)
-    table, pairs, stat_warnings = summarize(groups, source, args.last, args.seed)
+    given = suite.parse_scores(args.scores)
+    result = summarize(groups, source, args.last, args.seed, args.include_unfinished,
+                       args.at_step)
+    table, pairs = result.table, result.pairs
+    across, suite_warnings = suite.aggregate(result, source, given, args.seed)
     notes = definitions(source, args.last, args.band, args.seed)
-    late_warnings = source_warnings + group_warnings + stat_warnings
-    print_report(console, table, pairs, notes, late_warnings)
+    late_warnings = source_warnings + group_warnings + result.warnings + suite_warnings
+    print_report(console, table, pairs, notes, late_warnings, args.at_step)
+    if across is not None:
+        for line in suite_report.verdict(across):
+            console.print(f"across {len(across.envs)} environments: "
+                          f"{escape(line.replace('**', ''))}", highlight=False)
 
     out.mkdir(parents=True, exist_ok=True)
-    written = plot_curves(groups, source, args.band, args.seed, out / "curves.png", args.svg)
+    written = plot_curves(groups, result, source, args.band, args.seed, out / "curves.png",
+                          args.svg)
     written += write_tables(out, table, pairs)
+    section: list[str] = []
+    if across is not None:
+        figures = plot_suite(across, out / "profile.png", out / "sample_efficiency.png",
+                             args.svg)
+        written += figures + suite_report.write_tables(out, across)
+        section = suite_report.markdown(across, [p.name for p in figures if p.suffix == ".png"])
     command = "pgrun compare " + shlex.join(argv)
     report = markdown(command, table, pairs, notes, skipped_warnings(skipped) + late_warnings,
-                      "curves.png")
+                      "curves.png", args.at_step, section)
     (out / "report.md").write_text(report)
     written.append(out / "report.md")
     console.print(f"wrote {', '.join(p.name for p in written)} to {out} (definitions of "

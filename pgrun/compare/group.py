@@ -1,7 +1,7 @@
 """Select runs (``--filter``) and group them into the configurations being compared.
 
-By default runs are grouped by everything in their resolved config except the seed
-(and keys that cannot change results, ``IGNORED_KEYS``), within each environment. A
+By default runs are grouped by everything in their config except the seed and the
+result-neutral keys (``pgrun.runkeys.RESULT_NEUTRAL``), within each environment. A
 group's label names only what tells it apart: ``algo=<name>`` when algorithms differ,
 then the keys that differ between runs of its algorithm on its environment
 (``algo=ppo algo.clip_eps=0.1``). Settings that merely follow from the algorithm or
@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgrun.compare.load import CompareError, Run
+from pgrun.runkeys import is_neutral
 
 ALIASES = {"algo": "algo.name", "env": "env.id"}
 """Short names for the config-group choices."""
-IGNORED_KEYS = ("seed", "progress", "torch_threads", "checkpoint", "resume")
-"""Keys (and their sub-keys) that never define a group: the seed, and settings that do not
-change results (display, threads, checkpointing and resuming)."""
 
 
 @dataclass
@@ -89,11 +87,12 @@ def apply_filters(runs: list[Run], filters: list[str]) -> list[Run]:
 
 
 def ignored(key: str) -> bool:
-    return key.split(".", 1)[0] in IGNORED_KEYS
+    """Keys that never define a group: the seed and the result-neutral keys."""
+    return key == "seed" or is_neutral(key)
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
-    """Config keys (besides ``IGNORED_KEYS``) whose value is not the same in every run."""
+    """Config keys (besides the ``ignored`` ones) whose value is not the same in every run."""
     keys = dict.fromkeys(k for run in runs for k in run.config)
     return [k for k in keys if not ignored(k)
             and len({run.config.get(k, _ABSENT) for run in runs}) > 1]

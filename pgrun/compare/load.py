@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +20,17 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from pgrun.compare import configdata
 
 CONFIG = Path(".hydra") / "config.yaml"
 METRICS, EVAL, SUMMARY = "metrics.csv", "eval.csv", "summary.json"
-COMPLETE, UNFINISHED = "complete", "unfinished"
-"""Run statuses besides summary.json's others (``interrupted``, ``failed``): a summary
-without a status (older pgrun) is complete; a run without a summary is unfinished."""
+COMPLETE, INTERRUPTED, FAILED = "complete", "interrupted", "failed"
+"""summary.json's statuses (as ``pgrun.runfolder`` writes them; a summary without a status,
+from an older pgrun, is complete)."""
+UNFINISHED = "unfinished"
+"""A run without summary.json: still running, or killed."""
+MAX_SUMMARY_BYTES = 10_000_000
 OUTPUT_DIR_NAME = "compare"
 """Default name of ``pgrun compare``'s output folder; never searched for runs."""
 
@@ -46,12 +51,14 @@ class Run:
     """What ``pgrun compare`` uses from one run folder."""
 
     path: Path
-    config: dict[str, Any]  # the resolved config, flattened to dotted keys
+    config: dict[str, Any]  # the config as data, flattened to dotted keys
     eval: Curve | None  # eval.csv return_mean by step (greedy evaluation)
     train: Curve | None  # metrics.csv return_mean by step (training episodes)
     wall_time_s: float
     sps: float
     status: str  # summary.json's status; UNFINISHED while there is none (running or killed)
+    dropped_rows: dict[str, int]  # "<file>: <cause>" → lines of the CSVs left out
+    error: str = ""  # summary.json's error message of a failed run
 
     @property
     def env(self) -> str:
@@ -67,72 +74,80 @@ class Run:
         return None if value is None else float(value)
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"algo": {"lr": 1e-3}}`` → ``{"algo.lr": 1e-3}``; lists become tuples (hashable)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, name + "."))
-        elif isinstance(value, dict | list):
-            flat[name] = _hashable(value)
-        else:
-            flat[name] = value
-    return flat
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    if isinstance(value, dict):
-        return tuple((k, _hashable(v)) for k, v in value.items())
-    return value
-
-
 def read_config(path: Path) -> dict[str, Any]:
-    """The run's config (``.hydra/config.yaml``), interpolations resolved, flattened."""
-    text = path.read_text()
-    tree = yaml.load(text, Loader=yaml.CSafeLoader)
-    if "${" in text:  # rare: only then pay for OmegaConf
-        from omegaconf import OmegaConf
+    """The run's config (``.hydra/config.yaml``) as flat data (see ``configdata``);
+    ValueError when it is not data or a number the comparison uses is not a number."""
+    if path.stat().st_size > configdata.MAX_BYTES:
+        raise configdata.ConfigDataError(f"larger than {configdata.MAX_BYTES:,} bytes")
+    config = configdata.read(path.read_text(errors="replace"))
+    for key in NUMERIC_KEYS:
+        value = config.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise configdata.ConfigDataError(f"{key} is {str(value)[:40]!r}, not a number")
+    return config
 
-        tree = OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
-    if not isinstance(tree, dict):
-        raise ValueError("not a mapping")
-    return flatten(tree)
+
+NUMERIC_KEYS = ("env.reward_threshold", "env.random_score", "env.reference_score")
 
 
-def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
-    """The named columns of a run CSV as floats (missing file or columns: no rows/NaN).
+def read_csv(path: Path, columns: list[str]) -> tuple[pd.DataFrame, Counter]:
+    """The named columns of a run CSV as floats (missing file or columns: no rows/NaN),
+    and the count of lines dropped, by cause.
 
     The project's writer ends each row with a newline and flushes it, so text after the
-    last newline is a row still being written and is dropped; cells that do not parse
-    as numbers become NaN.
+    last newline is a row still being written and is dropped; lines with the wrong number
+    of fields are dropped; cells that do not parse as numbers become NaN.
     """
+    dropped: Counter = Counter()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return pd.DataFrame(columns=columns, dtype=float)
-    data = data[: data.rfind(b"\n") + 1]
-    header = data.split(b"\n", 1)[0].decode(errors="replace").strip().split(",")
-    present = [c for c in columns if c in header]
-    if not present or data.count(b"\n") < 2:
-        return pd.DataFrame(columns=columns, dtype=float)
+        return pd.DataFrame(columns=columns, dtype=float), dropped
+    end = data.rfind(b"\n") + 1
+    if data[end:].strip():
+        dropped["a half-written last line"] += 1
+    data = data[:end]
+    header = data.split(b"\n", 1)[0]
+    present = [c for c in columns if c in header.decode(errors="replace").strip().split(",")]
+    lines = data.count(b"\n") - 1
+    if not present or lines < 1:
+        return pd.DataFrame(columns=columns, dtype=float), dropped
+    width = header.count(b",")
+    if data.count(b",") != width * (lines + 1):  # some line has a field too many or few
+        rows = data.split(b"\n")[1:-1]
+        good = [row for row in rows if row.count(b",") == width]
+        dropped["a line with the wrong number of fields"] += len(rows) - len(good)
+        data = b"\n".join([header, *good, b""])
     try:
         frame = pd.read_csv(io.BytesIO(data), usecols=present, dtype=float, engine="c")
     except ValueError:  # a cell that is not a number
-        frame = pd.read_csv(io.BytesIO(data), usecols=present, dtype=str, engine="c",
-                            on_bad_lines="skip")
+        frame = pd.read_csv(io.BytesIO(data), usecols=present, dtype=str, engine="c")
         frame = frame.apply(pd.to_numeric, errors="coerce")
-    return frame.reindex(columns=columns)
+    return frame.reindex(columns=columns), dropped
 
 
-def _curve(frame: pd.DataFrame) -> Curve | None:
-    """Rows with a step and a return, in step order; None when there are none."""
-    frame = frame.dropna(subset=["step", "return_mean"])
+def _curve(frame: pd.DataFrame, dropped: Counter, blank_return_ok: bool) -> Curve | None:
+    """Rows with a finite step and return, in step order (None when there are none);
+    ``dropped`` counts the rows left out, by cause. A metrics.csv row without a return
+    (no episode ended since the last update) is no data rather than a bad row."""
+    steps, returns = frame["step"].to_numpy(), frame["return_mean"].to_numpy()
+    good = np.isfinite(steps) & np.isfinite(returns)
+    bad_step = ~np.isfinite(steps)
+    bad_return = np.isfinite(steps) & ~np.isfinite(returns)
+    if blank_return_ok:
+        bad_return &= ~np.isnan(returns)
+    if bad_step.any():
+        dropped["no numeric step"] += int(bad_step.sum())
+    if bad_return.any():
+        dropped["a blank, NaN or infinite return"] += int(bad_return.sum())
+    frame = frame[good]
     if frame.empty:
         return None
-    frame = frame.sort_values("step", kind="stable").drop_duplicates("step", keep="last")
+    frame = frame.sort_values("step", kind="stable")
+    repeated = frame["step"].duplicated(keep="last")
+    if repeated.any():
+        dropped["a repeated step (the last row kept)"] += int(repeated.sum())
+        frame = frame[~repeated]
     return Curve(frame["step"].to_numpy(), frame["return_mean"].to_numpy())
 
 
@@ -140,43 +155,95 @@ def read_run(path: Path) -> Run:
     """Read one run folder; raises ValueError (the reason) when it cannot be used."""
     try:
         config = read_config(path / CONFIG)
-    except (OSError, yaml.YAMLError, ValueError) as err:
-        raise ValueError(f"unreadable .hydra/config.yaml ({err.__class__.__name__})") from err
+    except IsADirectoryError:
+        raise ValueError(".hydra/config.yaml is a directory") from None
+    except OSError as err:
+        raise ValueError(f".hydra/config.yaml unreadable ({err.strerror})") from None
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f".hydra/config.yaml is not plain data: {err}") from None
     if not (path / METRICS).exists() and not (path / EVAL).exists():
         raise ValueError("no metrics.csv or eval.csv (the run stopped before its first update?)")
-    metrics = read_csv(path / METRICS, ["step", "time_s", "return_mean"])
-    evals = read_csv(path / EVAL, ["step", "return_mean"])
-    train_curve, eval_curve = _curve(metrics), _curve(evals)
+    summary = _read_summary(path / SUMMARY)
+    frames = {}
+    dropped: dict[str, Counter] = {}
+    for name, columns in ((METRICS, ["step", "time_s", "return_mean"]),
+                          (EVAL, ["step", "return_mean"])):
+        try:
+            frames[name], dropped[name] = read_csv(path / name, columns)
+        except IsADirectoryError:
+            raise ValueError(f"{name} is a directory") from None
+        except OSError as err:
+            raise ValueError(f"{name} unreadable ({err.strerror})") from None
+    train_curve = _curve(frames[METRICS], dropped[METRICS], blank_return_ok=True)
+    eval_curve = _curve(frames[EVAL], dropped[EVAL], blank_return_ok=False)
     if train_curve is None and eval_curve is None:
         raise ValueError("metrics.csv and eval.csv have no complete rows yet")
-    summary = _read_summary(path / SUMMARY)
     wall, sps = summary.get("wall_time_s"), summary.get("sps")
     if wall is None or sps is None:  # in progress: the last logged row
-        timed = metrics.dropna(subset=["step", "time_s"])
+        timed = frames[METRICS].dropna(subset=["step", "time_s"])
         wall = float(timed["time_s"].iloc[-1]) if len(timed) else math.nan
         sps = float(timed["step"].iloc[-1]) / wall if len(timed) and wall > 0 else math.nan
-    status = str(summary.get("status", COMPLETE)) if summary else UNFINISHED
-    return Run(path, config, eval_curve, train_curve, float(wall), float(sps), status)
+    status = summary.get("status", COMPLETE) if summary else UNFINISHED
+    rows = {f"{name}: {cause}": n for name, causes in dropped.items()
+            for cause, n in causes.items()}
+    error = " ".join(str(summary.get("error") or "").split())[:200]  # one line
+    return Run(path, config, eval_curve, train_curve, float(wall), float(sps), status, rows,
+               error)
+
+
+STATUSES = (COMPLETE, INTERRUPTED, FAILED)
+_NUMBERS = ("wall_time_s", "sps", "steps")
 
 
 def _read_summary(path: Path) -> dict:
-    """summary.json, or {} (read here, not with pgrun.runfolder, which imports torch)."""
+    """summary.json checked ({} when there is none yet); ValueError when it is not a JSON
+    object with a known status and numbers where numbers belong. Read here, not with
+    pgrun.runfolder, which imports torch."""
     try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            raise ValueError(f"summary.json is larger than {MAX_SUMMARY_BYTES:,} bytes")
+        summary = json.loads(path.read_text(errors="replace"))
+    except FileNotFoundError:
         return {}
-    return summary if isinstance(summary, dict) else {}
+    except IsADirectoryError:
+        raise ValueError("summary.json is a directory") from None
+    except OSError as err:
+        raise ValueError(f"summary.json unreadable ({err.strerror})") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise ValueError("summary.json is not valid JSON") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"summary.json is a JSON {type(summary).__name__}, not an object")
+    status = summary.get("status", COMPLETE)
+    if status not in STATUSES:
+        raise ValueError(f"summary.json has status {str(status)[:40]!r}, not one of "
+                         f"{', '.join(STATUSES)}")
+    for key in _NUMBERS:
+        value = summary.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(f"summary.json's {key} is a {type(value).__name__}, not a number")
+    return summary
 
 
-def find_run_dirs(paths: list[Path], exclude: list[Path]) -> list[Path]:
+def find_run_dirs(paths: list[Path], exclude: list[Path]) -> tuple[list[Path], list[tuple]]:
     """Run folders under ``paths`` (recursively; not inside a run, a hidden folder, a
-    ``compare/`` output folder or ``exclude``), sorted, each once."""
+    ``compare/`` output folder or ``exclude``), sorted, and (folder, reason) for folders
+    passed over. Symbolic links to folders are followed, each real folder once: a link
+    back to a folder already searched (a loop, or a second link) is passed over."""
     excluded = {p.resolve() for p in exclude}
     found: dict[Path, None] = {}
+    passed: list[tuple] = []
+    seen: dict[str, Path] = {}
     for root in paths:
-        for dirpath, dirnames, _ in os.walk(root):
+        for dirpath, dirnames, _ in os.walk(root, followlinks=True):
             here = Path(dirpath)
-            if (here / CONFIG).is_file():
+            real = os.path.realpath(here)
+            if real in seen:
+                passed.append((here, f"a symbolic link to {seen[real]}, already searched"))
+                dirnames.clear()
+                continue
+            seen[real] = here
+            config = here / CONFIG
+            if config.is_file() or config.is_dir():
                 found.setdefault(here, None)
                 dirnames.clear()  # a run folder holds no runs
                 continue
@@ -184,7 +251,7 @@ def find_run_dirs(paths: list[Path], exclude: list[Path]) -> list[Path]:
                 d for d in dirnames
                 if not d.startswith(".") and d != OUTPUT_DIR_NAME
                 and (here / d).resolve() not in excluded)
-    return list(found)
+    return list(found), passed
 
 
 def load_runs(paths: list[Path], exclude: list[Path] = ()) -> tuple[list[Run], list[tuple]]:
@@ -192,11 +259,11 @@ def load_runs(paths: list[Path], exclude: list[Path] = ()) -> tuple[list[Run], l
     for path in paths:
         if not path.is_dir():
             raise CompareError(f"{path}: no such folder")
-    dirs = find_run_dirs(paths, list(exclude))
+    dirs, skipped = find_run_dirs(paths, list(exclude))
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(_try_read, dirs))
     runs = [r for r in results if isinstance(r, Run)]
-    skipped = [(d, r) for d, r in zip(dirs, results, strict=True) if isinstance(r, str)]
+    skipped += [(d, r) for d, r in zip(dirs, results, strict=True) if isinstance(r, str)]
     return runs, skipped
 
 

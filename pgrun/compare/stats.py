@@ -1,23 +1,17 @@
-"""Statistics over seeds, after Agarwal et al. (2021), "Deep RL at the edge of the
-statistical precipice": interquartile mean, percentile-bootstrap intervals that
-resample seeds within each group (stratified), probability of improvement.
-
-Every function takes plain arrays; randomness comes only from the ``seed`` argument, so
-the same inputs give the same numbers.
+"""Point statistics over seeds, after Agarwal et al. (2021), "Deep RL at the edge of the
+statistical precipice" (interquartile mean, probability of improvement), and the figures
+taken from one learning curve. Intervals are in ``bootstrap``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
 
+from pgrun.compare import bootstrap
 from pgrun.compare.load import Curve
-
-CONFIDENCE = 0.95
-N_RESAMPLES = 2000
 
 
 def mean_std(x: np.ndarray) -> tuple[float, float]:
@@ -45,31 +39,41 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, axis: int = -1):
     return (rank_sum - n * (n + 1) / 2) / (n * m)
 
 
-def bootstrap_ci(statistic: Callable, samples: tuple[np.ndarray, ...],
-                 seed: int) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of ``statistic(*samples, axis=-1)``: each sample
-    (the seeds of one group on one environment) is resampled with replacement on its own,
-    ``N_RESAMPLES`` times; (NaN, NaN) when a sample has fewer than 2 values."""
-    if any(len(s) < 2 for s in samples):
-        return math.nan, math.nan
-    result = stats.bootstrap(
-        tuple(np.asarray(s, dtype=float) for s in samples), statistic,
-        n_resamples=N_RESAMPLES, confidence_level=CONFIDENCE, method="percentile",
-        paired=False, vectorized=True, random_state=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+def up_to(curve: Curve, step: float) -> Curve:
+    """The points of ``curve`` at steps ≤ ``step``."""
+    keep = curve.steps <= step
+    return Curve(curve.steps[keep], curve.returns[keep])
 
 
 def final_return(curve: Curve, last: int) -> float:
-    """The mean of a run's last ``last`` returns on its curve (fewer if it has fewer)."""
-    return float(curve.returns[-last:].mean())
+    """The mean of a run's last ``last`` returns on its curve (fewer if it has fewer;
+    NaN if none)."""
+    return float(curve.returns[-last:].mean()) if len(curve.returns) else math.nan
 
 
 def steps_to_threshold(curve: Curve, threshold: float | None) -> float:
-    """The first step whose return is ≥ ``threshold``; NaN if never (or no threshold)."""
+    """The step of the first point whose return is ≥ ``threshold`` (one evaluation at or
+    above it, not a sustained level); NaN if none (or no threshold)."""
     if threshold is None:
         return math.nan
     hits = np.flatnonzero(curve.returns >= threshold)
     return float(curve.steps[hits[0]]) if len(hits) else math.nan
+
+
+def censored_median(steps: np.ndarray, budget: float) -> tuple[float, str]:
+    """Median steps to threshold over all seeds, a seed that never reached it (NaN)
+    counted at ``budget`` (right-censored there), and what the number is: ``"exact"``;
+    ``"lower bound"`` when a censored value enters the median (exactly half reached);
+    ``"above budget"`` when fewer than half reached, so the median lies beyond the
+    budget (the value is then ``budget``); NaN, ``""`` for no seeds."""
+    steps = np.asarray(steps, dtype=float)
+    n, reached = len(steps), int(np.isfinite(steps).sum())
+    if n == 0:
+        return math.nan, ""
+    if 2 * reached < n:
+        return float(budget), "above budget"
+    median = float(np.median(np.where(np.isfinite(steps), steps, budget)))
+    return median, "exact" if reached > n // 2 else "lower bound"
 
 
 def common_span(curves: list[Curve]) -> tuple[float, float]:
@@ -96,18 +100,23 @@ def interpolate(curves: list[Curve], grid: np.ndarray) -> np.ndarray:
 
 
 def mean_band(values: np.ndarray, band: str, seed: int) -> tuple[np.ndarray, ...]:
-    """Mean over runs (axis 0) and a band around it: ``"ci"``, the 95% percentile
-    bootstrap of the mean (the same resampled sets of runs at every step), or ``"std"``,
-    mean ± sample std. With one run the band is the line itself."""
+    """Mean over runs (axis 0) and a band around it: ``"ci"``, the percentile bootstrap
+    interval of the mean (at up to ``BAND_POINTS`` columns), or ``"std"``, mean ± sample
+    std. With one run (or, for "ci", fewer than ``bootstrap.MIN_CI_SEEDS``) the band is
+    the line itself."""
     mean = values.mean(axis=0)
-    n = len(values)
-    if n < 2:
+    if len(values) < 2 or (band == "ci" and bootstrap.too_few(values)):
         return mean, mean, mean
     if band == "std":
         std = values.std(axis=0, ddof=1)
         return mean, mean - std, mean + std
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), N_RESAMPLES) / n
-    means = weights @ values  # (resamples, steps): the mean of each resampled set of runs
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(means, [tail, 100 - tail], axis=0)
-    return mean, low, high
+    every = max(1, math.ceil(values.shape[1] / BAND_POINTS))  # then linear in between
+    columns = np.unique(np.r_[np.arange(0, values.shape[1], every), values.shape[1] - 1])
+    low, high = bootstrap.mean_band(values[:, columns], seed)
+    at = np.arange(values.shape[1])
+    return mean, np.interp(at, columns, low), np.interp(at, columns, high)
+
+
+BAND_POINTS = 100
+"""Columns at which ``mean_band`` bootstraps its interval (the percentiles of 10,000
+resamples dominate a comparison's time); the band is linear in between."""
