@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from pgrun.algos import ALGORITHMS
 from pgrun.cli import CONF_DIR
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, TIMING_COLUMNS
 from tests.conftest import compose_config
@@ -92,7 +93,7 @@ def test_run_folder_contract_and_same_seed_same_metrics(cli, tmp_path, algo):
     a, b = runs
     assert (a / ".hydra" / "config.yaml").exists() and (a / ".hydra" / "overrides.yaml").exists()
     metrics = pd.read_csv(a / "metrics.csv")
-    assert list(metrics.columns) == METRIC_COLUMNS
+    assert list(metrics.columns) == [*METRIC_COLUMNS, *ALGORITHMS[algo].columns]
     assert metrics["step"].is_monotonic_increasing and metrics["step"].iloc[-1] >= 1500
     assert metrics["return_mean"].notna().any()
     evals = pd.read_csv(a / "eval.csv")
@@ -108,7 +109,7 @@ def test_run_folder_contract_and_same_seed_same_metrics(cli, tmp_path, algo):
 
     ckpt = torch.load(a / "checkpoint.pt", weights_only=True)
     assert ckpt["config"]["algo"]["name"] == algo and ckpt["step"] == summary["steps"]
-    assert any(k.startswith("pi_head") for k in ckpt["agent"])
+    assert any(k.startswith("head.out.") for k in ckpt["agent"])
 
     pd.testing.assert_frame_equal(_metrics_without_timing(a), _metrics_without_timing(b))
     pd.testing.assert_frame_equal(pd.read_csv(a / "eval.csv").drop(columns="time_s"),

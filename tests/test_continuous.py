@@ -14,93 +14,109 @@ import pytest
 import torch
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
+from pgrun.accelerate import attach
 from pgrun.config import ConfigError
 from pgrun.distributions import ActionBounds
-from pgrun.policies import Agent, build_agent
-from pgrun.rollout import Collector
+from pgrun.policies import ActorCritic, build_policy
+from pgrun.rollout import Actor, rng_for
 from pgrun.train import train
 from tests.conftest import REPO, compose_config
+from tests.helpers import box, evaluate, make_collector
 
 LOW, HIGH = np.array([-2.0, 0.5], dtype=np.float32), np.array([2.0, 1.5], dtype=np.float32)
+ACT = gym.spaces.Box(LOW, HIGH, dtype=np.float32)
 
 
-def _agent(bounds="clip", state_dependent=False, log_std_init=0.3, seed=0):
+def _policy(bounds="clip", state_dependent=False, log_std_init=0.3, seed=0):
     torch.manual_seed(seed)
-    agent = Agent(3, 2, [16], with_value=True, action_bounds=ActionBounds(LOW, HIGH, bounds),
-                  log_std_init=log_std_init, state_dependent_std=state_dependent)
+    policy = ActorCritic(box(3), ACT, hidden_sizes=[16], with_value=True,
+                         bounds=ActionBounds(LOW, HIGH, bounds), log_std_init=log_std_init,
+                         state_dependent_std=state_dependent)
     with torch.no_grad():
-        agent.pi_head.weight.normal_()  # means and (state-dependent) log σ that vary with s
-        agent.pi_head.bias.normal_(0.0, 0.3)
-    return agent
+        policy.head.out.weight.normal_()  # means and (state-dependent) log σ that vary with s
+        policy.head.out.bias.normal_(0.0, 0.3)
+    return policy
 
 
-def _mean_std(agent, obs):
+def _actor(policy):
+    return Actor(policy, box(3), ACT, policy.head.bounds)
+
+
+def _mean_std(policy, obs):
     with torch.no_grad():
-        mean, log_std = agent.gaussian(agent.pi_head(agent.pi_body(obs)))
-    return mean, log_std.exp()
+        dist, _ = policy(obs)
+    return dist.mean, dist.log_std.exp()
 
 
 @pytest.mark.parametrize("state_dependent", [False, True])
 def test_gaussian_log_prob_and_entropy_equal_torch_distributions(state_dependent):
-    agent = _agent("clip", state_dependent)
+    policy = _policy("clip", state_dependent)
     obs = torch.randn(50, 3)
-    mean, std = _mean_std(agent, obs)
+    mean, std = _mean_std(policy, obs)
     assert not torch.allclose(std[0], std[1]) if state_dependent else torch.allclose(std[0], std[1])
     actions = mean + 2.0 * torch.randn(50, 2)  # some far outside [LOW, HIGH]
-    logp, entropy, _ = agent.evaluate(obs, actions)
+    logp, entropy, _ = evaluate(policy, obs, actions)
     ref = Normal(mean, std)
     torch.testing.assert_close(logp, ref.log_prob(actions).sum(-1), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(entropy, ref.entropy().sum(-1), atol=1e-5, rtol=1e-5)
     # the entropy has gradients w.r.t. log σ (the bonus can raise it)
     entropy.sum().backward()
-    grad = agent.pi_head.weight.grad if state_dependent else agent.log_std.grad
+    grad = policy.head.out.weight.grad if state_dependent else policy.head.log_std.grad
     assert grad is not None and grad.abs().sum() > 0
 
 
 def test_clip_keeps_env_actions_in_bounds_and_log_probs_of_the_stored_action():
-    agent = _agent("clip", log_std_init=1.5)  # σ ≈ 4.5: most samples fall outside the box
+    policy = _policy("clip", log_std_init=1.5)  # σ ≈ 4.5: most samples fall outside the box
+    actor = _actor(policy)
     obs = torch.randn(2000, 3)
-    actions, logp, _ = agent.act(obs)
-    env_actions = agent.env_action(actions)
+    actions, logp, _ = actor.act(obs.numpy(), rng_for(0, 0))
+    env_actions = torch.from_numpy(actor.to_env(actions))
+    actions, logp = torch.from_numpy(actions), torch.from_numpy(logp)
     outside = ((actions < torch.from_numpy(LOW)) | (actions > torch.from_numpy(HIGH))).any(-1)
     assert outside.float().mean() > 0.5
     assert (env_actions >= torch.from_numpy(LOW)).all() and (env_actions <= torch.from_numpy(HIGH)).all()
     inside = ~outside
     torch.testing.assert_close(env_actions[inside], actions[inside])  # clipping only
-    mean, std = _mean_std(agent, obs)
+    mean, std = _mean_std(policy, obs)
     torch.testing.assert_close(logp, Normal(mean, std).log_prob(actions).sum(-1))
     # scoring the clipped copy instead would be another number
     assert not torch.allclose(Normal(mean, std).log_prob(env_actions).sum(-1)[outside], logp[outside])
 
 
-def test_tanh_squash_log_prob_is_the_density_of_the_env_action():
-    agent = _agent("tanh", log_std_init=1.0)
+@pytest.mark.parametrize("accelerate", [False, True], ids=["autograd", "accelerated"])
+def test_tanh_squash_log_prob_is_the_density_of_the_env_action(accelerate):
+    policy = _policy("tanh", log_std_init=1.0)
+    assert attach(policy, accelerate) == ("numpy-layers" if accelerate else "autograd")
+    actor = _actor(policy)
     obs = torch.randn(500, 3)
-    u, logp, _ = agent.act(obs)
-    a = agent.env_action(u)
+    u, logp, _ = actor.act(obs.numpy(), rng_for(0, 0))
+    a = torch.from_numpy(actor.to_env(u))
+    u, logp = torch.from_numpy(u), torch.from_numpy(logp)
     assert (a >= torch.from_numpy(LOW)).all() and (a <= torch.from_numpy(HIGH)).all()
-    mean, std = _mean_std(agent, obs)
+    mean, std = _mean_std(policy, obs)
     center, scale = torch.from_numpy((HIGH + LOW) / 2), torch.from_numpy((HIGH - LOW) / 2)
     squashed = TransformedDistribution(Normal(mean, std),
                                        [TanhTransform(), AffineTransform(center, scale)])
     keep = (torch.tanh(u).abs() < 0.999).all(-1)  # torch's inverse of tanh is lossy near ±1
     assert keep.float().mean() > 0.5
     torch.testing.assert_close(logp[keep], squashed.log_prob(a).sum(-1)[keep], atol=2e-3, rtol=1e-4)
-    # evaluate scores the stored pre-squash sample the same way, also far in the tails
-    logp2, entropy, _ = agent.evaluate(obs, u)
+    # the update scores the stored pre-squash sample the same way, also far in the tails
+    with torch.no_grad():
+        logp2, entropy, _ = evaluate(policy, obs, u)
+        far, _, _ = evaluate(policy, obs[:1], torch.tensor([[40.0, -40.0]]))
     torch.testing.assert_close(logp2, logp)
-    assert torch.isfinite(agent.evaluate(obs[:1], torch.tensor([[40.0, -40.0]]))[0]).all()
+    assert torch.isfinite(far).all()
     torch.testing.assert_close(entropy, Normal(mean, std).entropy().sum(-1))
     # deterministic: the squashed mean
-    det, _, _ = agent.act(obs, deterministic=True)
-    torch.testing.assert_close(agent.env_action(det), center + scale * torch.tanh(mean))
+    det = actor.mode(obs.numpy())
+    torch.testing.assert_close(torch.from_numpy(actor.to_env(det)), center + scale * torch.tanh(mean))
 
 
 def test_tanh_needs_finite_bounds():
     cfg = compose_config("policy.action_bounds=tanh").policy
     space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
     with pytest.raises(ConfigError, match="finite action bounds.*policy.action_bounds=clip"):
-        build_agent(cfg, gym.spaces.Box(-1, 1, (3,)), space, with_value=True)
+        build_policy(cfg, gym.spaces.Box(-1, 1, (3,)), space, with_value=True)
 
 
 class RecordingEnv(gym.Env):
@@ -127,8 +143,8 @@ class RecordingEnv(gym.Env):
 
 def test_rollout_stores_unbounded_float_actions_and_sends_clipped_ones():
     envs = gym.vector.SyncVectorEnv([RecordingEnv, RecordingEnv])
-    agent = _agent("clip", log_std_init=1.0)
-    batch = Collector(envs, agent, seed=0).collect_steps(12)
+    policy = _policy("clip", log_std_init=1.0)
+    batch = make_collector(envs, policy, seed=0).collect_steps(12)
     assert batch.actions.dtype == np.float32 and batch.actions.shape == (12, 2, 2)
     assert batch.obs.shape == (12, 2, 3)
     received = np.stack([np.stack(env.received) for env in envs.envs], axis=1)  # (valid rows, 2, 2)
@@ -137,8 +153,8 @@ def test_rollout_stores_unbounded_float_actions_and_sends_clipped_ones():
         np.testing.assert_allclose(received[:, i], np.clip(sent, LOW, HIGH))
     assert ((batch.actions < LOW) | (batch.actions > HIGH)).any()
     with torch.no_grad():
-        logp, _, _ = agent.evaluate(torch.from_numpy(batch.obs.reshape(-1, 3)),
-                                    torch.from_numpy(batch.actions.reshape(-1, 2)))
+        logp, _, _ = evaluate(policy, torch.from_numpy(batch.obs.reshape(-1, 3)),
+                              torch.from_numpy(batch.actions.reshape(-1, 2)))
     np.testing.assert_allclose(batch.logp, logp.numpy().reshape(12, 2), atol=1e-4)
     np.testing.assert_allclose(batch.rewards[batch.valid],
                                -np.square(np.clip(batch.actions, LOW, HIGH)).sum(-1)[batch.valid],

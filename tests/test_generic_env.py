@@ -137,7 +137,10 @@ def test_factory_errors_name_the_problem(cfg, message):
     (gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2), True),
     (gym.spaces.Box(-1, 1, (4,)), gym.spaces.Box(-2, 2, (3,)), True),
     (gym.spaces.Discrete(25), gym.spaces.Discrete(4), True),
-    (gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2), "FlattenObservation"),
+    (gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2), True),  # cnn
+    (gym.spaces.Box(0, 255, (3, 8, 8), np.uint8), gym.spaces.Discrete(2), True),  # C×H×W
+    (gym.spaces.Box(0, 1, (8, 8, 3), np.float32), gym.spaces.Discrete(2), "FlattenObservation"),
+    (gym.spaces.Box(0, 255, (8, 8, 8), np.uint8), gym.spaces.Discrete(2), "FlattenObservation"),
     (gym.spaces.Box(-1, 1, ()), gym.spaces.Discrete(2), "observation space"),
     (gym.spaces.Tuple((gym.spaces.Discrete(2),)), gym.spaces.Discrete(2), "Dict or Tuple"),
     (gym.spaces.Discrete(5, start=1), gym.spaces.Discrete(2), True),  # policies offset it

@@ -12,20 +12,19 @@ import torch
 from omegaconf import OmegaConf
 
 import pgrun.algos.grpo as grpo_mod
-from pgrun.algos.grpo import GRPO, group_advantages, kl_k3
-from pgrun.config import ConfigError, GRPOConfig
-from pgrun.policies import Agent
-from pgrun.rollout import Collector
+from pgrun.algos.grpo import GRPO, GRPOConfig, group_advantages, kl_penalty
+from pgrun.config import ConfigError
+from pgrun.flat import flat_parameters
 from pgrun.train import train
 from tests.conftest import compose_config
+from tests.helpers import evaluate, flat_grad_of, make_collector, make_policy
 
 
 def _grpo(num_envs=8, group_size=4, vectorization="sync", **cfg):
     envs = gym.make_vec("CartPole-v1", num_envs, vectorization_mode=vectorization)
-    torch.manual_seed(0)
-    agent = Agent(4, 2, [16], with_value=False)
-    algo = GRPO(OmegaConf.structured(GRPOConfig(group_size=group_size, **cfg)), agent, num_envs)
-    return algo, Collector(envs, agent, seed=0)
+    policy = make_policy(4, 2, [16], with_value=False, seed=0)
+    algo = GRPO(OmegaConf.structured(GRPOConfig(group_size=group_size, **cfg)), policy, num_envs)
+    return algo, make_collector(envs, policy, seed=0)
 
 
 def test_group_advantages_standardize_within_each_group():
@@ -64,45 +63,67 @@ def test_update_moves_towards_high_advantage_episodes_and_kl_starts_at_zero():
     actions = torch.from_numpy(batch.actions[batch.valid])
     weights = torch.from_numpy(adv[batch.valid])
     with torch.no_grad():
-        before = (algo.agent.evaluate(obs, actions)[0] * weights).sum()
+        before = (evaluate(algo.policy, obs, actions)[0] * weights).sum()
     stats = algo.update(batch, 0.0)
-    assert stats["clip_frac"] == 0 and abs(stats["approx_kl"]) < 1e-6  # first minibatch: ratio 1
+    assert stats["clip_frac"] == 0  # the only minibatch: ratio 1 before its step
     with torch.no_grad():
-        after = (algo.agent.evaluate(obs, actions)[0] * weights).sum()
+        logp = evaluate(algo.policy, obs, actions)[0]
+        after = (logp * weights).sum()
     assert after > before  # log-probs of above-average episodes went up
+    # approx_kl: the k3 estimate of KL[π_old‖π_θ] after the update, on the batch
+    log_ratio = logp.double() - torch.from_numpy(batch.logp[batch.valid]).double()
+    k3 = float((log_ratio.exp() - 1 - log_ratio).mean())
+    assert stats["approx_kl"] == pytest.approx(k3, rel=1e-3) and k3 > 0
 
 
-def torch_k3(logp, old_logp):
-    """(k3, ∂k3/∂log π) of the reference E[π_old/π − log(π_old/π) − 1], float64 autograd."""
-    t_logp = torch.tensor(logp, dtype=torch.float64, requires_grad=True)
-    x = torch.tensor(old_logp, dtype=torch.float64) - t_logp
-    k3 = (x.exp() - x - 1.0).mean()
-    k3.backward()
-    return float(k3.detach()), t_logp.grad.numpy()
+def penalty(logp, old_logp, dtype=torch.float64):
+    """(k3, ∂k3/∂log π) of pgrun's ``kl_penalty`` by autograd."""
+    t_logp = torch.tensor(logp, dtype=dtype, requires_grad=True)
+    k3 = kl_penalty(t_logp, torch.tensor(old_logp, dtype=dtype))
+    (grad,) = torch.autograd.grad(k3, t_logp)
+    return float(k3.detach()), grad.numpy()
 
 
-def test_kl_k3_by_hand_and_against_autograd():
+def np_k3(logp, old_logp):
+    """The reference E[π_old/π − log(π_old/π) − 1] in NumPy float64."""
+    x = np.asarray(old_logp, np.float64) - np.asarray(logp, np.float64)
+    return float(np.mean(np.exp(x) - x - 1.0))
+
+
+def fd_grad(f, x, h=1e-6):
+    x = np.asarray(x, np.float64)
+    out = np.zeros_like(x)
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h
+        out[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return out
+
+
+def test_kl_penalty_by_hand_and_against_finite_differences():
     old_logp = np.array([-1.0, -0.5, -2.0], dtype=np.float32)
     logp = old_logp + np.log(np.array([2.0, 0.5, 1.0], dtype=np.float32))  # π/π_old
-    k3, grad = kl_k3(logp, old_logp)
+    k3, grad = penalty(logp, old_logp, torch.float32)
     # per sample (x = log π_old/π): eˣ − x − 1 = 0.5 + ln 2 − 1, 2 − ln 2 − 1, 0
     assert k3 == pytest.approx(((0.5 + math.log(2) - 1) + (1 - math.log(2))) / 3, rel=1e-6)
     # ∂/∂log π = (1 − eˣ)/B: (1 − ½)/3, (1 − 2)/3, 0
-    np.testing.assert_allclose(grad, [0.5 / 3, -1 / 3, 0.0], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad, [0.5 / 3, -1 / 3, 0.0], rtol=1e-6, atol=1e-7)
     assert grad.dtype == np.float32
-    ref_k3, ref_grad = torch_k3(logp, old_logp)
-    assert k3 == pytest.approx(ref_k3, rel=1e-6)
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-8)
+    ref_grad = fd_grad(lambda x: np_k3(x, old_logp), logp)
+    assert k3 == pytest.approx(np_k3(logp, old_logp), rel=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+    # the arguments swapped (k3 of the other direction) or the sign flipped: rejected
+    assert not np.allclose(penalty(old_logp, logp, torch.float32)[1], ref_grad, atol=1e-3)
+    assert not np.allclose(-grad, ref_grad, atol=1e-3)
     # non-negative, zero exactly at π = π_old, where its gradient vanishes too
-    zero, zero_grad = kl_k3(old_logp, old_logp)
+    zero, zero_grad = penalty(old_logp, old_logp)
     assert zero == 0.0 and not zero_grad.any()
     rng = np.random.default_rng(0)
     old = rng.uniform(-3, 0, 200)
     new = old + rng.normal(0, 0.5, 200)
-    k3, grad = kl_k3(new, old)
-    ref_k3, ref_grad = torch_k3(new, old)
-    assert k3 > 0 and k3 == pytest.approx(ref_k3, rel=1e-6)
-    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-9)
+    k3, grad = penalty(new, old)
+    assert k3 > 0 and k3 == pytest.approx(np_k3(new, old), rel=1e-12)
+    np.testing.assert_allclose(grad, fd_grad(lambda x: np_k3(x, old), new), rtol=1e-6, atol=1e-9)
 
 
 def test_later_epoch_gradient_matches_the_reference_loss_with_kl():
@@ -111,16 +132,19 @@ def test_later_epoch_gradient_matches_the_reference_loss_with_kl():
     mean(max(−Â r, −Â clamp(r, 1±ε))) + β mean(π_old/π − log(π_old/π) − 1) − c_H mean(H)
     at the parameters that step saw; without the KL term it would not."""
     algo, collector = _grpo(num_epochs=2, num_minibatches=1, kl_coef=0.5, ent_coef=0.01,
-                            lr=0.03, anneal_lr=False)
+                            lr=0.03, anneal_lr=False, max_grad_norm=None)
     batch = algo.collect(collector)
-    agent, cfg = algo.agent, algo.cfg
+    policy, cfg = algo.policy, algo.cfg
+    flat = flat_parameters(policy)
     real_step = grpo_mod.step
     seen = []
 
-    def record_then_step(optimizer, max_grad_norm):
-        assert optimizer is algo.opt
-        seen.append((agent.flat_data.clone(), torch.from_numpy(optimizer.grad.copy())))
-        return real_step(optimizer, max_grad_norm)
+    def record_then_step(optimizer, loss, max_grad_norm):
+        assert optimizer is algo.opt and max_grad_norm is None
+        theta = flat.data.clone()
+        norm = real_step(optimizer, loss, max_grad_norm)
+        seen.append((theta, flat.grad.clone()))
+        return norm
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(grpo_mod, "step", record_then_step)
@@ -128,28 +152,31 @@ def test_later_epoch_gradient_matches_the_reference_loss_with_kl():
     assert len(seen) == 2
     theta, got = seen[1]
 
-    ref = copy.deepcopy(agent)
-    ref.flat_data.copy_(theta)
+    ref = copy.deepcopy(policy)
+    flat_parameters(ref).data.copy_(theta)
     ref = ref.double()
     params = ref.policy_parameters()
+    assert len(got) == sum(p.numel() for p in params)  # GRPO has no critic
     mask = batch.valid
     adv = torch.from_numpy(algo.step_advantages(batch)[mask]).double()
     old_logp = torch.from_numpy(batch.logp[mask]).double()
-    logp, entropy, _ = ref.evaluate(torch.from_numpy(batch.obs[mask]).double(),
-                                    torch.from_numpy(batch.actions[mask]))
+    logp, entropy, _ = evaluate(ref, torch.from_numpy(batch.obs[mask]).double(),
+                                torch.from_numpy(batch.actions[mask]))
     ratio = (logp - old_logp).exp()
     pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_eps, 1 + cfg.clip_eps)).mean()
     x = old_logp - logp
     kl = (x.exp() - x - 1.0).mean()
     ent = -cfg.ent_coef * entropy.mean()
-    want = torch.cat([g.reshape(-1) for g in torch.autograd.grad(
-        pg + cfg.kl_coef * kl + ent, params, retain_graph=True)])
+    want = flat_grad_of(pg + cfg.kl_coef * kl + ent, params)
     tol = 1e-6 + 1e-4 * want.abs()
     assert bool(((got.double() - want).abs() <= tol).all())
     assert 0 < int(((ratio - 1).abs() > cfg.clip_eps).sum()) < len(ratio)
-    kl_grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(
-        cfg.kl_coef * kl, params, retain_graph=True)])
+    kl_grad = flat_grad_of(cfg.kl_coef * kl, params)
     assert bool((kl_grad.abs() > 10 * tol).any())  # the KL term is visible at the tolerance
+    # π_old left attached to the graph (the penalty's reference = π_θ): its gradient is
+    # lost, which the same tolerance rejects
+    attached = pg + cfg.kl_coef * kl_penalty(logp, logp) + ent
+    assert bool(((flat_grad_of(attached, params) - want).abs() > 10 * tol).any())
 
 
 def test_native_vector_env_is_refused_with_a_clear_message():

@@ -26,6 +26,7 @@ def test_every_algorithm_improves_clearly(tmp_path, algo):
     assert evals["return_mean"].iloc[-2:].mean() > 150, evals
 
 
+@pytest.mark.slow  # ~35 s; test_every_algorithm_improves_clearly[ppo] keeps PPO's learning in the default suite
 def test_ppo_preset_solves_cartpole_within_100k_steps(tmp_path):
     summary, _, evals = _train(tmp_path, "algo=ppo", "env=CartPole-v1", "seed=0")
     assert summary["steps"] <= 100_000 + 256

@@ -15,12 +15,12 @@ from pgrun.evalcmd import evaluate_run
 from pgrun.evaluate import evaluate
 from pgrun.metrics import TIMING_COLUMNS
 from pgrun.normalize import ObsNormalizer, RewardScaler, RunningMeanStd, build_normalizers
-from pgrun.numpy_agent import NumpyAgent
-from pgrun.policies import Agent
-from pgrun.rollout import Collector
+from pgrun.rollout import Actor
 from pgrun.runfolder import load_checkpoint
 from pgrun.train import train
 from tests.conftest import compose_config
+from tests.helpers import evaluate as policy_outputs
+from tests.helpers import make_actor, make_collector, make_policy
 
 
 def test_running_mean_var_equal_numpy_over_chunks():
@@ -97,15 +97,14 @@ def _counting_envs():
     return gym.vector.SyncVectorEnv([lambda: CountingEnv(0.0), lambda: CountingEnv(0.5)])
 
 
-def _agent(seed=0):
-    torch.manual_seed(seed)
-    return Agent(2, 2, [8], with_value=True)
+def _policy(seed=0):
+    return make_policy(2, 2, [8], with_value=True, seed=seed)
 
 
 def test_collector_normalizes_what_it_stores_and_acts_on():
     norm = ObsNormalizer((2,))
-    agent = _agent()
-    col = Collector(_counting_envs(), agent, seed=0, obs_normalizer=norm)
+    policy = _policy()
+    col = make_collector(_counting_envs(), policy, seed=0, obs_normalizer=norm)
     batch = col.collect_steps(9)
     # statistics: every observation the envs returned (9 steps + the reset, per env)
     raw = np.array([[k + off, (k + off) ** 2] for k in range(1, 11) for off in (0.0, 0.5)])
@@ -120,12 +119,12 @@ def test_collector_normalizes_what_it_stores_and_acts_on():
     # the update sees what the rollout acted on: log-probs and values recomputed from the
     # stored observations are those the rollout recorded
     with torch.no_grad():
-        logp, _, values = agent.evaluate(torch.from_numpy(batch.obs.reshape(-1, 2)),
+        logp, _, values = policy_outputs(policy, torch.from_numpy(batch.obs.reshape(-1, 2)),
                                          torch.from_numpy(batch.actions.reshape(-1)))
     np.testing.assert_allclose(batch.logp.reshape(-1), logp.numpy(), atol=1e-5)
     np.testing.assert_allclose(batch.values.reshape(-1), values.numpy(), atol=1e-5)
     with torch.no_grad():
-        last = agent.value(torch.from_numpy(norm.normalize(col.obs)))
+        last = policy.value(torch.from_numpy(norm.normalize(col.obs)))
     np.testing.assert_allclose(batch.last_value, last.numpy(), atol=1e-5)
     assert col.obs[0, 0] == 10  # the collector keeps raw observations (for checkpoints)
 
@@ -133,7 +132,7 @@ def test_collector_normalizes_what_it_stores_and_acts_on():
 def test_reward_scaling_changes_only_the_learning_signal():
     batches, episodes = [], []
     for scaler in (None, RewardScaler(2, gamma=0.99)):
-        col = Collector(_counting_envs(), _agent(), seed=0, reward_scaler=scaler)
+        col = make_collector(_counting_envs(), _policy(), seed=0, reward_scaler=scaler)
         batches.append(col.collect_steps(12))
         episodes.append(col.pop_episodes())
     raw, scaled = batches
@@ -149,14 +148,15 @@ def test_evaluation_leaves_the_statistics_alone_and_uses_them(monkeypatch):
     norm.update(np.random.default_rng(0).normal(5.0, 2.0, size=(100, 2)))
     before = norm.state_dict()
     seen = []
-    mode = NumpyAgent.mode  # greedy evaluation's actions
+    mode = Actor.mode  # greedy evaluation's actions
 
     def spy(self, obs):
         seen.append(obs.copy())
         return mode(self, obs)
 
-    monkeypatch.setattr(NumpyAgent, "mode", spy)
-    evaluate(_agent(3), _counting_envs(), episodes=2, seed=0, obs_normalizer=norm)
+    monkeypatch.setattr(Actor, "mode", spy)
+    envs = _counting_envs()
+    evaluate(make_actor(_policy(3), envs), envs, episodes=2, seed=0, obs_normalizer=norm)
     after = norm.state_dict()
     assert after["count"] == before["count"]
     np.testing.assert_array_equal(after["mean"], before["mean"])

@@ -129,7 +129,7 @@ def test_nan_stops_the_run_and_keeps_last_good_checkpoint(tmp_path, monkeypatch)
         calls["n"] += 1
         if calls["n"] == 7:
             with torch.no_grad():
-                next(self.agent.parameters()).fill_(float("nan"))
+                next(self.policy.parameters()).fill_(float("nan"))
         return stats
 
     monkeypatch.setattr(PPO, "update", poisoned)

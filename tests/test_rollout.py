@@ -15,9 +15,8 @@ import pytest
 import torch
 from gymnasium.wrappers import TimeLimit
 
-from pgrun.policies import Agent
 from pgrun.returns import next_values
-from pgrun.rollout import Collector
+from tests.helpers import make_collector, make_policy
 
 NO_LIMIT = 10_000
 
@@ -55,8 +54,7 @@ def make_envs(Ks, Ls=None):
 
 
 def make_agent(seed=0):
-    torch.manual_seed(seed)
-    return Agent(obs_dim=2, n_actions=2, hidden_sizes=[8], with_value=True)
+    return make_policy(2, 2, [8], with_value=True, seed=seed)
 
 
 def V(agent, obs) -> float:
@@ -133,7 +131,7 @@ def test_collect_steps_valid_mask_obs_and_carry_over():
     T = 8
     envs = make_envs(Ks, Ls)
     agent = make_agent()
-    col = Collector(envs, agent, seed=0, capacity=4)  # capacity < T: buffers grow
+    col = make_collector(envs, agent, seed=0, capacity=4)  # capacity < T: buffers grow
 
     b1 = col.collect_steps(T)
     exp1, states = expected_columns(Ks, Ls, T)
@@ -181,7 +179,7 @@ def test_collect_steps_valid_mask_obs_and_carry_over():
 def test_collect_steps_values_are_agent_values():
     envs = make_envs([3, 4], [NO_LIMIT, 2])
     agent = make_agent(1)
-    col = Collector(envs, agent, seed=0)
+    col = make_collector(envs, agent, seed=0)
     b = col.collect_steps(6)
     with torch.no_grad():
         v = agent.value(torch.from_numpy(b.obs.reshape(-1, 2))).numpy().reshape(6, 2)
@@ -198,7 +196,7 @@ def test_truncation_bootstraps_value_of_final_observation(T):
     Ks, Ls = [100, 100, 2], [3, 4, NO_LIMIT]
     envs = make_envs(Ks, Ls)
     agent = make_agent(2)
-    col = Collector(envs, agent, seed=0)
+    col = make_collector(envs, agent, seed=0)
     b = col.collect_steps(T)
     nv = next_values(b.values, b.last_value)
     checked_last_row = False
@@ -223,7 +221,7 @@ def test_terminated_step_next_value_is_final_obs_too():
     still observes the final obs, not the next episode's reset obs."""
     envs = make_envs([2])
     agent = make_agent(3)
-    col = Collector(envs, agent, seed=0)
+    col = make_collector(envs, agent, seed=0)
     b = col.collect_steps(5)
     nv = next_values(b.values, b.last_value)
     assert b.terminated[1, 0] and b.terminated[4, 0]
@@ -265,7 +263,7 @@ def test_collect_episodes_whole_episodes_per_env(k):
     Ks, Ls = [2, 6, 5], [NO_LIMIT, 3, NO_LIMIT]
     envs = make_envs(Ks, Ls)
     agent = make_agent(4)
-    col = Collector(envs, agent, seed=0, capacity=4)
+    col = make_collector(envs, agent, seed=0, capacity=4)
     b = col.collect_episodes(k)
     check_whole_episodes(b, Ks, Ls, k)
     # fresh start: the rows follow the script exactly (idle envs keep stepping)
@@ -288,7 +286,7 @@ def test_collect_episodes_repeated_and_after_collect_steps():
     Ks, Ls = [2, 6, 4], [NO_LIMIT, 3, NO_LIMIT]
     envs = make_envs(Ks, Ls)
     agent = make_agent(5)
-    col = Collector(envs, agent, seed=0)
+    col = make_collector(envs, agent, seed=0)
     # leave every env mid-episode or with a pending autoreset
     col.collect_steps(5)
     col.pop_episodes()
@@ -308,7 +306,7 @@ def test_collect_episodes_truncation_bootstrap():
     Ks, Ls = [100, 100], [2, 3]
     envs = make_envs(Ks, Ls)
     agent = make_agent(6)
-    col = Collector(envs, agent, seed=0)
+    col = make_collector(envs, agent, seed=0)
     b = col.collect_episodes(2)
     assert len(b.valid) == 7 and b.truncated[6, 1]
     nv = next_values(b.values, b.last_value)
@@ -324,7 +322,7 @@ def test_collect_steps_after_collect_episodes_starts_fresh_episodes():
     # that no batch counted, while env 1 (K=4) finishes on row 3. A following
     # collect_steps must not continue that uncounted episode: it resets every env.
     envs = make_envs([2, 4])
-    col = Collector(envs, make_agent(7), seed=0)
+    col = make_collector(envs, make_agent(7), seed=0)
     b = col.collect_episodes(1)
     assert len(b.valid) == 4
     col.pop_episodes()

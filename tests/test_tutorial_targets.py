@@ -24,6 +24,6 @@ def test_reinforce_bandit_puts_90_percent_on_the_best_arm_within_1000_pulls(tmp_
     cfg = compose_config("algo=reinforce", "env=Bandit-v0", f"seed={seed}", "progress=none")
     summary = train(cfg, tmp_path)
     assert summary["steps"] <= 1000
-    logits = load_checkpoint(tmp_path / "checkpoint.pt")["agent"]["pi_head.weight"][0]
+    logits = load_checkpoint(tmp_path / "checkpoint.pt")["agent"]["head.out.weight"][0]
     probs = torch.softmax(logits, -1)
     assert probs.argmax() == 1 and probs[1] >= 0.9, probs
