@@ -160,11 +160,11 @@ class Tower:
 
 class _OutputsFn(torch.autograd.Function):
     """The accelerated policy's outputs — ``both`` (z, V), ``pi`` (z) or ``v`` (V) — as one
-    autograd node whose input is the flat parameter vector (``flat.py``): its backward
-    returns ∂L/∂θ, all of it, from autograd's ∂L/∂z and ∂L/∂V."""
+    autograd node whose inputs are the observations and the module's parameters: its
+    backward returns ∂L/∂θ for each parameter from autograd's ∂L/∂z and ∂L/∂V."""
 
     @staticmethod
-    def forward(ctx, obs, flat, acc, mode):
+    def forward(ctx, obs, acc, mode, *params):
         ctx.set_materialize_grads(False)
         z, v, tape = acc.forward(obs.detach().numpy(), mode)
         ctx.acc, ctx.tape, ctx.mode = acc, tape, mode
@@ -177,25 +177,24 @@ class _OutputsFn(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, *grads):
         dz, dv = {"pi": (grads[0], None), "v": (None, grads[0])}.get(ctx.mode, grads)
-        as_np = lambda g: None if g is None else np.ascontiguousarray(g.numpy())  # noqa: E731
-        grad = ctx.acc.backward(as_np(dz), as_np(dv), ctx.tape)
-        ctx.tape = None
-        return None, torch.from_numpy(grad), None, None
+        grads = ctx.acc.backward(None if dz is None else np.ascontiguousarray(dz.numpy()),
+                                 None if dv is None else np.ascontiguousarray(dv.numpy()),
+                                 ctx.tape)
+        return (None, None, None, *grads)
 
 
 class Accelerator:
     """``ActorCritic.outputs`` and ``.value`` with NumPy layers (module docstring)."""
 
     def __init__(self, policy: ActorCritic):
-        flat = flat_parameters(policy)
-        self.flat, self.size = flat.parameter("all"), flat.data.numel()
+        flat_parameters(policy)  # the layers read views of the flat storage: flatten first
         self.shared = policy.shared
         self.body = Tower(layers_of(policy.pi_body)) if self.shared else None
         self.pi = Tower(layers_of(*([] if self.shared else [policy.pi_body]), policy.head.out))
         self.v = None
         if policy.with_value:
             self.v = Tower(layers_of(*([] if self.shared else [policy.v_body]), policy.v_out))
-        self.offsets = {id(p): flat.offsets[id(p)] for p in policy.parameters()}
+        self.params = [p for t in (self.body, self.pi, self.v) if t is not None for p in t.params]
 
     @staticmethod
     def supports(policy: nn.Module) -> bool:
@@ -225,26 +224,24 @@ class Accelerator:
             v, tape["v"] = self.v.forward(h)
         return z, v, tape
 
-    def backward(self, dz: np.ndarray | None, dv: np.ndarray | None, tape: dict) -> np.ndarray:
-        """∂L/∂θ as one flat vector from ∂L/∂z (B×K) and ∂L/∂V (B,), either may be None."""
-        grad = np.zeros(self.size, dtype=np.float32)
+    def backward(self, dz: np.ndarray | None, dv: np.ndarray | None, tape: dict) -> list:
+        """∂L/∂θ, a tensor (or None) per parameter in ``params`` order, from ∂L/∂z (B×K)
+        and ∂L/∂V (B,), either of which may be None."""
+        grads: dict[int, np.ndarray] = {}
         dh = None
         for tower, name, dy in ((self.pi, "pi", dz), (self.v, "v", dv)):
             if dy is None or name not in tape:
                 continue
-            dy = dy.reshape(len(dy), -1)
-            dx, grads = tower.backward(dy, tape[name], need_dx=self.shared)
-            self._write(grad, tower, grads)
+            dx, tower_grads = tower.backward(dy.reshape(len(dy), -1), tape[name],
+                                             need_dx=self.shared)
+            grads.update(zip(map(id, tower.params), tower_grads, strict=True))
             if self.shared:
                 dh = dx if dh is None else dh + dx
         if self.shared and dh is not None:
-            self._write(grad, self.body, self.body.backward(dh, tape["body"], False)[1])
-        return grad
-
-    def _write(self, grad: np.ndarray, tower: Tower, grads: list) -> None:
-        for p, g in zip(tower.params, grads, strict=True):
-            start = self.offsets[id(p)]
-            grad[start:start + g.size] = g.reshape(-1)
+            body_grads = self.body.backward(dh, tape["body"], False)[1]
+            grads.update(zip(map(id, self.body.params), body_grads, strict=True))
+        return [None if id(p) not in grads else torch.from_numpy(np.asarray(grads[id(p)]))
+                for p in self.params]
 
     # -- what ActorCritic calls
     def outputs(self, obs: torch.Tensor):
@@ -252,13 +249,13 @@ class Accelerator:
             z, v, _ = self.forward(obs.numpy(), "pi" if self.v is None else "both")
             return torch.from_numpy(z), None if v is None else torch.from_numpy(v[:, 0].copy())
         if self.v is None:
-            return _OutputsFn.apply(obs, self.flat, self, "pi"), None
-        return _OutputsFn.apply(obs, self.flat, self, "both")
+            return _OutputsFn.apply(obs, self, "pi", *self.params), None
+        return _OutputsFn.apply(obs, self, "both", *self.params)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
             return torch.from_numpy(self.forward(obs.numpy(), "v")[1][:, 0].copy())
-        return _OutputsFn.apply(obs, self.flat, self, "v")
+        return _OutputsFn.apply(obs, self, "v", *self.params)
 
 
 def attach(policy: nn.Module, enabled: bool = True) -> str:

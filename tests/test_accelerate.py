@@ -196,10 +196,6 @@ def test_accelerator_sees_optimizer_steps_without_copying():
 
 # ------------------------------------------- transparency to algorithms' torch idioms
 
-@pytest.mark.xfail(strict=True, reason="pgrun bug: the accelerated outputs are one autograd node "
-                   "whose input is the flat parameter vector, so torch.autograd.grad w.r.t. the "
-                   "module's own parameters raises 'appears to not have been used in the graph' "
-                   "(pgrun/accelerate.py _OutputsFn / Accelerator.outputs)")
 def test_autograd_grad_with_respect_to_the_module_parameters():
     """An algorithm may take ∂L/∂θ with ``torch.autograd.grad(loss, policy.parameters())``
     (per-loss gradient norms, penalties); with the accelerator on, as without it."""
@@ -218,9 +214,6 @@ def test_autograd_grad_with_respect_to_the_module_parameters():
         torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="pgrun bug: _OutputsFn.backward sets ctx.tape = None "
-                   "(pgrun/accelerate.py), so a second backward through a retained graph fails "
-                   "with TypeError: argument of type 'NoneType' is not iterable")
 def test_backward_twice_through_a_retained_graph():
     """``loss.backward(retain_graph=True)`` then another backward (two losses sharing one
     forward) accumulates the gradient twice, with the accelerator as without it."""
