@@ -186,7 +186,9 @@ def test_cli_trains_and_evaluates_an_entry_point_env(cli, tmp_path):
     metrics = pd.read_csv(run / "metrics.csv")
     assert (metrics["return_mean"] == 1).all()  # every Corridor episode ends at the goal
     assert (metrics["length_mean"] >= 3).all()  # size 3: three steps right at least
-    again = cli("eval", str(run), "episodes=3")  # rebuilt from the checkpoint's config
+    again = cli("eval", str(run), "episodes=3")
+    assert again.returncode == 2 and "--trust" in again.stderr  # the folder names code
+    again = cli("eval", str(run), "episodes=3", "--trust")  # rebuilt from the saved config
     assert again.returncode == 0, again.stderr
     assert "tests.custom_env:Corridor" in again.stdout and "over 3 episodes" in again.stdout
 
