@@ -56,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
                   "(pip install -e .).", file=sys.stderr)
             return 2
         sys.argv = ["pgrun train", *rest]
-        _train_app()
+        from pgrun import preflight
+
+        try:
+            _train_app()
+        except SystemExit as done:  # Hydra exits 1 on a composition error: a config error
+            if done.code == 1 and not preflight.composed:
+                raise SystemExit(2) from None
+            raise
         from pgrun.sweep import failed_runs
 
         return 1 if failed_runs() else 0

@@ -7,7 +7,10 @@ fails in a second, not after an hour of training.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,6 +213,11 @@ _UNIT = ("gamma", "gae_lambda")
 _POSITIVE = ("lr", "vf_lr", "clip_eps", "adam_eps", "target_kl", "max_grad_norm")
 _COUNTS = ("group_size", "episodes_per_update", "vf_iters", "num_steps", "num_epochs", "num_minibatches")
 _NONNEGATIVE = ("ent_coef", "vf_coef", "kl_coef")
+MAX_SEED = 2**32 - 1  # NumPy's legacy global seed, which seed_everything sets, takes 32 bits
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -226,7 +234,10 @@ def validate(cfg: DictConfig) -> None:
         full = f"algo.{key}"
         if value is None:
             continue
-        if key in _UNIT:
+        if not _finite(value):
+            check(False, full, value, "must be a finite number"
+                  + (" (null turns it off)" if key in ("max_grad_norm", "target_kl") else ""))
+        elif key in _UNIT:
             check(0.0 <= value <= 1.0, full, value, "must be in [0, 1]")
         elif key in _POSITIVE:
             check(value > 0, full, value, "must be > 0")
@@ -251,6 +262,17 @@ def validate(cfg: DictConfig) -> None:
               "must be ≥ 1 or null")
     check(env.vectorization in VECTORIZATION, "env.vectorization", env.vectorization,
           f"must be one of {', '.join(VECTORIZATION)}")
+    if algo.name == "ppo":
+        batch = algo.num_steps * env.num_envs
+        check(algo.num_minibatches <= batch, "algo.num_minibatches", algo.num_minibatches,
+              f"must be ≤ the batch, algo.num_steps × env.num_envs = {batch} (each minibatch "
+              "needs at least one sample; minibatches of one are also far too slow)")
+    if env.reward_threshold is not None:
+        check(_finite(env.reward_threshold), "env.reward_threshold", env.reward_threshold,
+              "must be a finite number or null")
+    check(isinstance(env.get("kwargs"), DictConfig | dict) or env.get("kwargs") is None,
+          "env.kwargs", env.get("kwargs"), "must be a mapping of constructor arguments, e.g. "
+          "env.kwargs='{size: 3}' or env.kwargs.size=3")
     if algo.name == "reinforce":
         check(algo.episodes_per_update % env.num_envs == 0, "algo.episodes_per_update",
               algo.episodes_per_update,
@@ -269,9 +291,12 @@ def validate(cfg: DictConfig) -> None:
     check(pol.kind in POLICY_KINDS, "policy.kind", pol.kind, f"must be one of {', '.join(POLICY_KINDS)}")
     check(pol.action_bounds in ACTION_BOUNDS, "policy.action_bounds", pol.action_bounds,
           f"must be one of {', '.join(ACTION_BOUNDS)}")
+    check(_finite(pol.log_std_init), "policy.log_std_init", pol.log_std_init,
+          "must be a finite number")
     norm = cfg.normalize
     for key in ("clip_obs", "clip_reward", "epsilon"):
-        check(norm[key] > 0, f"normalize.{key}", norm[key], "must be > 0")
+        check(norm[key] > 0 and _finite(norm[key]), f"normalize.{key}", norm[key],
+              "must be a finite number > 0")
     if norm.gamma is not None:
         check(0.0 <= norm.gamma <= 1.0, "normalize.gamma", norm.gamma, "must be in [0, 1] or null")
 
@@ -281,12 +306,12 @@ def validate(cfg: DictConfig) -> None:
     check(ev.num_envs >= 1, "eval.num_envs", ev.num_envs, "must be an integer ≥ 1")
 
     total = cfg.total_steps
-    ok = isinstance(total, int | float) and not isinstance(total, bool) and total >= 1 \
-        and float(total).is_integer()
+    ok = isinstance(total, int | float) and not isinstance(total, bool) and _finite(total) \
+        and total >= 1 and float(total).is_integer()
     check(ok, "total_steps", total, "must be a whole number ≥ 1 (2e5 is fine)")
     check(cfg.torch_threads >= 1, "torch_threads", cfg.torch_threads, "must be ≥ 1")
     check(cfg.progress in PROGRESS, "progress", cfg.progress, f"must be one of {', '.join(PROGRESS)}")
-    check(cfg.seed >= 0, "seed", cfg.seed, "must be ≥ 0")
+    check(0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed, f"must be in [0, {MAX_SEED}] (2^32 − 1)")
     ck = cfg.checkpoint
     check(ck.every >= 0, "checkpoint.every", ck.every, "must be ≥ 0 (0: only at the end)")
     if ck.stop_after_updates is not None:
@@ -296,3 +321,27 @@ def validate(cfg: DictConfig) -> None:
 
     if problems:
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """Keys of ``cfg`` that the schema does not define (added with ``+key=value``): nothing
+    in pgrun reads them. ``env.kwargs`` is free-form and not checked; ``hydra`` is Hydra's."""
+    algo_schema = ALGO_SCHEMAS.get(OmegaConf.select(cfg, "algo.name") or "")
+
+    def walk(node: Any, schema: Any, prefix: str) -> list[str]:
+        if not dataclasses.is_dataclass(schema) or not isinstance(node, DictConfig | dict):
+            return []
+        types = typing.get_type_hints(schema)
+        found = []
+        for key in node:
+            name = f"{prefix}{key}"
+            if name == "hydra":
+                continue
+            if key not in types:
+                found.append(name)
+            elif name != "env.kwargs":
+                found += walk(node[key], algo_schema if name == "algo" else types[key],
+                              f"{name}.")
+        return found
+
+    return walk(cfg, TrainConfig, "")
