@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -89,6 +90,7 @@ class Preflight(Callback):
         warn_unknown_keys(config)
         try:
             validate(config)
+            HydraConfig.instance().set_config(config)  # as Hydra does next: ${hydra:...} resolves
             check_folder(str(config.hydra.run.dir), "hydra.run.dir")
         except ConfigError as err:
             print(f"pgrun: {err}", file=sys.stderr)
@@ -98,6 +100,7 @@ class Preflight(Callback):
         global composed
         composed = True
         try:
+            HydraConfig.instance().set_config(config)
             check_folder(str(config.hydra.sweep.dir), "hydra.sweep.dir")
         except ConfigError as err:
             print(f"pgrun: {err}", file=sys.stderr)
