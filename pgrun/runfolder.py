@@ -45,9 +45,9 @@ class RunFolderError(ConfigError):
     short message naming the file and what to do, no traceback."""
 
 
-class RunFolderWriteError(RunFolderError):
+class RunFolderWriteError(RuntimeError):
     """A file of the run folder could not be written (a full disk, say); what stood there
-    before is intact."""
+    before is intact. A failure of the run (exit 1), not of its configuration."""
 
 
 def atomic_write(path: Path, write) -> None:
@@ -61,8 +61,9 @@ def atomic_write(path: Path, write) -> None:
         os.replace(tmp, path)
     except Exception as err:  # noqa: BLE001 (torch reports a full disk as a RuntimeError)
         tmp.unlink(missing_ok=True)
-        raise RunFolderWriteError(f"could not write {path}: {_write_failure(err, path)}; "
-                                  f"the {path.name} that was there before is intact.") from err
+        kept = f"; the {path.name} that was there before is intact" if path.exists() else ""
+        raise RunFolderWriteError(f"could not write {path}: {_write_failure(err, path)}{kept}.") \
+            from err
 
 
 def _write_failure(err: Exception, path: Path) -> str:

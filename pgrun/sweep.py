@@ -51,6 +51,7 @@ from pgrun.runfolder import (
     FAILED,
     INTERRUPTED,
     RunFolderError,
+    RunFolderWriteError,
     atomic_write,
     read_summary,
     write_error,
@@ -113,7 +114,7 @@ def _single_run(cfg: DictConfig, run_dir: Path, overrides: list[str], made: bool
 
             try:
                 summary = train(cfg, run_dir, stop=flag, on_start=on_start)
-            except NonFiniteError as err:
+            except (NonFiniteError, RunFolderWriteError, OSError) as err:
                 print(f"pgrun: {run_dir}: {err}", file=sys.stderr)
                 sys.exit(1)
         except ConfigError as err:
@@ -139,8 +140,11 @@ def _sweep_run(cfg: DictConfig, run_dir: Path, made: bool, on_start) -> float | 
 
     flag = process_flag()
     note = _job_note(run_dir)
-    note.parent.mkdir(exist_ok=True)
-    atomic_write(note, lambda tmp: tmp.write_text(""))
+    try:
+        note.parent.mkdir(exist_ok=True)
+        atomic_write(note, lambda tmp: tmp.write_text(""))
+    except (OSError, RunFolderWriteError) as err:
+        log.error("%s: cannot note the job in the sweep folder: %s", run_dir, err)
     if flag.requested:
         remove_if_made(run_dir, made)
         log.warning("%s: not started: the sweep was stopped (%s)", run_dir, flag.reason)
@@ -157,10 +161,13 @@ def _sweep_run(cfg: DictConfig, run_dir: Path, made: bool, on_start) -> float | 
             message += "\n\n" + "".join(traceback.format_exception(type(err), err,
                                                                     err.__traceback__))
         remove_if_made(run_dir, made)
-        if not isinstance(err, ConfigError) and (run_dir / ".hydra" / "config.yaml").is_file():
-            write_error(run_dir, message)  # the run had started: its folder records it
-        else:  # refused: the folder stays as it was
-            atomic_write(note, lambda tmp: tmp.write_text(message + "\n"))
+        try:
+            if not isinstance(err, ConfigError) and (run_dir / ".hydra" / "config.yaml").is_file():
+                write_error(run_dir, message)  # the run had started: its folder records it
+            else:  # refused: the folder stays as it was
+                atomic_write(note, lambda tmp: tmp.write_text(message + "\n"))
+        except RunFolderWriteError as again:  # a full disk: the sweep goes on all the same
+            log.error("%s", again)
         log.error("%s: %s: %s: %s", run_dir, "refused" if isinstance(err, ConfigError)
                   else "failed", type(err).__name__, err)
         return None

@@ -376,8 +376,8 @@ class _Run:
             write_error(self.run_dir, message + "\n\n" + "".join(
                 traceback.format_exception(type(err), err, err.__traceback__)))
             write_summary(self.run_dir, self._summary(FAILED, error=message))
-        except Exception:  # noqa: BLE001 (never hide the original error)
-            log.exception("could not record the failure in %s", self.run_dir)
+        except Exception as again:  # noqa: BLE001 (never hide the original error)
+            log.error("could not record the failure in %s: %s", self.run_dir, again)
 
     def _summary(self, status: str, **extra) -> dict:
         cfg, st = self.cfg, self.state

@@ -209,6 +209,8 @@ def test_cli_env_without_time_limit_gets_one(cli, tmp_path):
     ("env.entry_point=tests.custom_env:Broken", "RuntimeError: the simulator license has expired"),
     ("env.entry_point=tests.custom_env:DictObs", "has observation space Dict("),
     ("env.entry_point=tests.custom_env:MultiBinaryActions", "has action space MultiBinary(3)"),
+    ("env.entry_point=tests.custom_env:WrongShape", "reset() returned an observation of shape (1,)"),
+    ("env.entry_point=tests.custom_env:OldApiReset", "not gymnasium's (observation, info) pair"),
     ("env.id=no_such_pkg:Foo-v0", "cannot import module 'no_such_pkg'"),
     ("env.max_episode_steps=null", "env.id=None: name the environment"),  # neither id nor entry point
 ])

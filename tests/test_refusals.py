@@ -177,3 +177,27 @@ def test_nan_reward_from_the_env_is_named_and_recorded(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "non-finite rewards" in summary["error"]
     assert (tmp_path / "error.txt").read_text().startswith("NonFiniteError")
+
+
+def _file_size_limit(limit):
+    """A disk that fills up at ``limit`` bytes per file, for a child process."""
+    import resource
+
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past it fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_full_disk_is_one_message_and_leaves_no_temporary_files(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run([sys.executable, "-m", "pgrun", "train", f"hydra.run.dir={run}",
+                          *TINY], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300, preexec_fn=_file_size_limit(50_000))
+    assert out.returncode == 1, out.stderr
+    assert f"could not write {run / 'checkpoint.pt'}" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not list(run.glob(".*.tmp")) and not (run / "checkpoint.pt").exists()
+    summary = json.loads((run / "summary.json").read_text())  # small enough to be written
+    assert summary["status"] == "failed" and "could not write" in summary["error"]
