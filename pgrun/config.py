@@ -213,6 +213,7 @@ _UNIT = ("gamma", "gae_lambda")
 _POSITIVE = ("lr", "vf_lr", "clip_eps", "adam_eps", "target_kl", "max_grad_norm")
 _COUNTS = ("group_size", "episodes_per_update", "vf_iters", "num_steps", "num_epochs", "num_minibatches")
 _NONNEGATIVE = ("ent_coef", "vf_coef", "kl_coef")
+MAX_NAME = 500  # characters in env.id / env.entry_point
 MAX_SEED = 2**32 - 1  # NumPy's legacy global seed, which seed_everything sets, takes 32 bits
 
 
@@ -256,6 +257,11 @@ def validate(cfg: DictConfig) -> None:
     check(env_id is not None or env.get("entry_point") is not None, "env.id", env_id,
           "name the environment: env.id=<registered id, or module:Env-v0>, or "
           "env.entry_point=<module>:<class or function> (env=generic)")
+    for key in ("id", "entry_point"):
+        value = env_id if key == "id" else env.get("entry_point")
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            problems.append(f"env.{key}={value[:40]!r}…: {len(value):,} characters; a name of "
+                            f"an environment has at most {MAX_NAME}")
     check(env.num_envs >= 1, "env.num_envs", env.num_envs, "must be an integer ≥ 1")
     if env.max_episode_steps is not None:
         check(env.max_episode_steps >= 1, "env.max_episode_steps", env.max_episode_steps,

@@ -69,6 +69,7 @@ def test_sweep_rerun_with_changed_values_leaves_complete_runs_as_they_were(cli, 
     ("env.reward_threshold=nan", "env.reward_threshold=nan: must be a finite number or null"),
     ("env.kwargs=5", "env.kwargs=5: must be a mapping"),
     ("env.id=NoSuchEnv-v0", "env.id='NoSuchEnv-v0' is not a registered"),  # found after Hydra
+    ("env.id=" + "X" * 20000, "20,000 characters; a name of an environment has at most 500"),
     ("algo.clip_epss=0.1", "Key 'clip_epss' not in 'PPOConfig'"),  # Hydra's composition error
 ])
 def test_config_errors_exit_2_and_leave_no_run_folder(cli, tmp_path, override, message):
@@ -85,7 +86,7 @@ def test_unusable_run_folders_are_one_message(cli, tmp_path):
     cases = {f"hydra.run.dir={file}": "a file of that name",
              f"hydra.run.dir={file}/run": "cannot create the folder",
              "hydra.run.dir=/proc/pgrun-run": "cannot create the folder",
-             "env.id=" + "X" * 20000: "bytes long; file systems allow 255"}  # in the name
+             f"hydra.run.dir={tmp_path}/{'d' * 300}": "bytes long; file systems allow 255"}
     for override, message in cases.items():
         out = cli("train", "env=generic", "env.id=CartPole-v1", override, *TINY)
         assert out.returncode == 2, (override[:50], out.stderr[-500:])
