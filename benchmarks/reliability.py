@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+MARKER: Path | None = None  # the file hostile code would write
 TINY = ["total_steps=1500", "eval.interval=500", "eval.episodes=2", "progress=none"]
 
 BAD_TRAIN = [  # (overrides, what it is)
@@ -57,6 +58,8 @@ BAD_TRAIN = [  # (overrides, what it is)
 
 
 def run(*args, cwd=REPO, timeout=300, **kwargs):
+    if MARKER is not None:
+        MARKER.unlink(missing_ok=True)  # each case shows only what it ran itself
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "PYTHONPATH": str(REPO)}
     env.pop("HYDRA_FULL_ERROR", None)
     env.update(kwargs.pop("env", {}))
@@ -121,7 +124,8 @@ def hostile_folders(tmp: Path, good: Path) -> list[tuple[str, str]]:
     import torch
     import yaml
 
-    marker = tmp / "marker"
+    global MARKER
+    marker = MARKER = tmp / "marker"
     ckpt = torch.load(good / "checkpoint.pt", weights_only=True)
     cases = {"env.entry_point=os:system with env.kwargs.command":
              {"entry_point": "os:system", "kwargs": {"command": f"touch {marker}"}},

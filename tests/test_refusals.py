@@ -34,12 +34,15 @@ def test_refused_resume_leaves_the_folder_byte_for_byte(cli, tmp_path):
     assert out.returncode == 0, out.stderr
     out = cli("train", f"hydra.run.dir={complete}", *TINY)
     assert out.returncode == 0, out.stderr
-    for run, message in ((unfinished, "checkpoint of another configuration"),
-                         (complete, "complete run of another configuration")):
+    broken = ["resume=false", "env=generic", "env.entry_point=tests.custom_env:Broken"]
+    for run, change, message in (
+            (unfinished, ["algo.lr=0.01"], "checkpoint of another configuration (algo.lr"),
+            (complete, ["algo.lr=0.01"], "complete run of another configuration (algo.lr"),
+            (complete, broken, "the simulator license has expired")):  # start over: refused
         before = fingerprint(run)
         assert ".hydra/config.yaml" in before and "checkpoint.pt" in before
-        out = cli("train", f"hydra.run.dir={run}", *TINY, "algo.lr=0.01")
-        assert out.returncode == 2 and message in out.stderr and "algo.lr" in out.stderr
+        out = cli("train", f"hydra.run.dir={run}", *TINY, *change)
+        assert out.returncode == 2 and message in out.stderr
         assert fingerprint(run) == before
 
 
