@@ -218,7 +218,7 @@ def run_statuses(sweep_dir: Path, since: float | None = None) -> list[RunStatus]
         refusal = notes[run].read_text(errors="replace").strip() if run in notes else ""
         if refusal:
             text = refusal.split("\n\n", 1)[0]
-            out.append(RunStatus(run, FAILED, f"{text} (refused: its folder is as it was)"))
+            out.append(RunStatus(run, FAILED, f"{text} (refused: nothing was written)"))
             continue
         if not (run / ".hydra" / "config.yaml").is_file() and not (run / ERROR).is_file():
             out.append(RunStatus(run, "unfinished", "not started"))

@@ -57,7 +57,7 @@ def test_sweep_rerun_with_changed_values_leaves_complete_runs_as_they_were(cli, 
     assert out.returncode == 1
     assert {run: fingerprint(run) for run in runs} == before  # no error.txt, no new config
     assert "2 runs: 2 failed" in out.stderr and "complete run of another configuration" in out.stderr
-    assert "refused: its folder is as it was" in out.stderr
+    assert "refused: nothing was written" in out.stderr
 
 
 @pytest.mark.parametrize(("override", "message"), [
