@@ -103,13 +103,24 @@ def record_start(cfg: DictConfig, run_dir: Path) -> logging.Handler:
     return handler
 
 
+def preflight_env(cfg: DictConfig) -> None:
+    """The config's ranges and the environment's name (gymnasium, no torch): the common
+    mistakes cost half a second, not torch's import."""
+    validate(cfg)
+    from pgrun.envs import resolve_spec
+    from pgrun.extras import check_env_dependencies, env_id_of
+
+    check_env_dependencies(env_id_of(cfg.env))
+    resolve_spec(cfg.env)
+
+
 def _single_run(cfg: DictConfig, run_dir: Path, overrides: list[str], made: bool,
                 on_start) -> float | None:
     from pgrun.signals import stop_on_signals
 
     with stop_on_signals() as flag:
         try:
-            validate(cfg)  # before torch is imported
+            preflight_env(cfg)
             from pgrun.train import NonFiniteError, train
 
             try:
@@ -150,8 +161,8 @@ def _sweep_run(cfg: DictConfig, run_dir: Path, made: bool, on_start) -> float | 
         log.warning("%s: not started: the sweep was stopped (%s)", run_dir, flag.reason)
         return None
     try:
-        validate(cfg)  # before torch is imported
         warn_unknown_keys(cfg)
+        preflight_env(cfg)
         from pgrun.train import train
 
         summary = train(cfg, run_dir, stop=flag, on_start=on_start)

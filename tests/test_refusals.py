@@ -98,15 +98,19 @@ def test_unusable_run_folders_are_one_message(cli, tmp_path):
     assert file.read_text() == "keep me"
 
 
-def test_range_errors_are_found_before_torch_is_imported(tmp_path):
+@pytest.mark.parametrize(("override", "message"), [
+    ("algo.gamma=2", "algo.gamma=2.0: must be in [0, 1]"),
+    ("env.id=NoSuchEnv-v0", "is not a registered gymnasium environment"),
+])
+def test_common_errors_are_found_before_torch_is_imported(tmp_path, override, message):
     code = ("import sys\nfrom pgrun.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
             "    print('exit', e.code, 'torch' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code, "train", "algo.gamma=2",
+    out = subprocess.run([sys.executable, "-c", code, "train", override,
                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert "exit 2 False" in out.stdout, out.stdout + out.stderr
-    assert "algo.gamma=2.0: must be in [0, 1]" in out.stderr
+    assert message in out.stderr and not (tmp_path / "run").exists()
 
 
 def test_unknown_plus_keys_are_warned_about(cli, tmp_path):
