@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from pgrun import __version__
+from pgrun import __version__, preflight  # preflight: its clock starts before Hydra's folders
 from pgrun.config import register
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -20,7 +20,8 @@ Usage:
   pgrun train -m key=a,b ...      a sweep (Hydra multirun), e.g. seed='range(10)'
   pgrun compare PATH... [options] compare runs: statistics over seeds, curves (--help)
   pgrun eval RUN_DIR [key=value]  evaluate a run's checkpoint: episodes=N deterministic=BOOL
-                                  video=true (pgrun[video]) seed=N
+                                  video=true (pgrun[video]) seed=N; --trust to run the code
+                                  its config names (env.entry_point, env.id=module:Env-v0)
 
 Examples:
   pgrun train                                  PPO on CartPole-v1 with the tuned preset
@@ -56,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                   "(pip install -e .).", file=sys.stderr)
             return 2
         sys.argv = ["pgrun train", *rest]
-        _train_app()
+        try:
+            _train_app()
+        except SystemExit as done:  # Hydra exits 1 on a composition error: a config error
+            if done.code == 1 and not preflight.composed:
+                raise SystemExit(2) from None
+            raise
         from pgrun.sweep import failed_runs
 
         return 1 if failed_runs() else 0

@@ -7,7 +7,10 @@ fails in a second, not after an hour of training.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +111,7 @@ class TrainConfig:
 
 
 ACTIVATION_NAMES = ("tanh", "relu", "elu", "gelu")
+ACTION_BOUNDS = ("clip", "tanh")  # how Gaussian samples reach a Box's bounds (distributions.py)
 POLICY_KINDS = ("auto", "mlp", "tabular", "cnn")
 VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
 PROGRESS = ("auto", "rich", "plain", "none")
@@ -151,6 +155,12 @@ _COUNTS = ("group_size", "episodes_per_update", "vf_iters", "num_steps", "num_ep
            "num_minibatches", "cg_iters", "backtrack_iters")
 _NONNEGATIVE = ("ent_coef", "vf_coef", "kl_coef", "cg_damping")
 """Range rules by algorithm key name (an algorithm adds its own in ``Algorithm.check``)."""
+MAX_NAME = 500  # characters in env.id / env.entry_point
+MAX_SEED = 2**32 - 1  # NumPy's legacy global seed, which seed_everything sets, takes 32 bits
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def validate(cfg: DictConfig) -> None:
@@ -167,7 +177,10 @@ def validate(cfg: DictConfig) -> None:
         full = f"algo.{key}"
         if value is None:
             continue
-        if key in _UNIT:
+        if not _finite(value):
+            check(False, full, value, "must be a finite number"
+                  + (" (null turns it off)" if key in ("max_grad_norm", "target_kl") else ""))
+        elif key in _UNIT:
             check(0.0 <= value <= 1.0, full, value, "must be in [0, 1]")
         elif key in _POSITIVE:
             check(value > 0, full, value, "must be > 0")
@@ -186,13 +199,25 @@ def validate(cfg: DictConfig) -> None:
     check(env_id is not None or env.get("entry_point") is not None, "env.id", env_id,
           "name the environment: env.id=<registered id, or module:Env-v0>, or "
           "env.entry_point=<module>:<class or function> (env=generic)")
+    for key in ("id", "entry_point"):
+        value = env_id if key == "id" else env.get("entry_point")
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            problems.append(f"env.{key}={value[:40]!r}…: {len(value):,} characters; a name of "
+                            f"an environment has at most {MAX_NAME}")
     check(env.num_envs >= 1, "env.num_envs", env.num_envs, "must be an integer ≥ 1")
     if env.max_episode_steps is not None:
         check(env.max_episode_steps >= 1, "env.max_episode_steps", env.max_episode_steps,
               "must be ≥ 1 or null")
     check(env.vectorization in VECTORIZATION, "env.vectorization", env.vectorization,
           f"must be one of {', '.join(VECTORIZATION)}")
-    problems += _algorithms()[algo.name].check(algo, env)
+    if env.reward_threshold is not None:
+        check(_finite(env.reward_threshold), "env.reward_threshold", env.reward_threshold,
+              "must be a finite number or null")
+    check(isinstance(env.get("kwargs"), DictConfig | dict) or env.get("kwargs") is None,
+          "env.kwargs", env.get("kwargs"), "must be a mapping of constructor arguments, e.g. "
+          "env.kwargs='{size: 3}' or env.kwargs.size=3")
+    if not problems:  # the algorithm's own checks assume the generic ranges hold
+        problems += _algorithms()[algo.name].check(algo, env)
 
     pol = cfg.policy
     check(all(h >= 1 for h in pol.hidden_sizes), "policy.hidden_sizes", list(pol.hidden_sizes),
@@ -200,16 +225,17 @@ def validate(cfg: DictConfig) -> None:
     check(pol.activation in ACTIVATION_NAMES, "policy.activation", pol.activation,
           f"must be one of {', '.join(ACTIVATION_NAMES)}")
     check(pol.kind in POLICY_KINDS, "policy.kind", pol.kind, f"must be one of {', '.join(POLICY_KINDS)}")
-    from pgrun.distributions import BOUNDS
-
-    check(pol.action_bounds in BOUNDS, "policy.action_bounds", pol.action_bounds,
-          f"must be one of {', '.join(BOUNDS)}")
+    check(pol.action_bounds in ACTION_BOUNDS, "policy.action_bounds", pol.action_bounds,
+          f"must be one of {', '.join(ACTION_BOUNDS)}")
+    check(_finite(pol.log_std_init), "policy.log_std_init", pol.log_std_init,
+          "must be a finite number")
     if pol.get("module") is not None:
         check(":" in pol.module, "policy.module", pol.module,
               "must name a class or function as pkg.module:Name")
     norm = cfg.normalize
     for key in ("clip_obs", "clip_reward", "epsilon"):
-        check(norm[key] > 0, f"normalize.{key}", norm[key], "must be > 0")
+        check(norm[key] > 0 and _finite(norm[key]), f"normalize.{key}", norm[key],
+              "must be a finite number > 0")
     if norm.gamma is not None:
         check(0.0 <= norm.gamma <= 1.0, "normalize.gamma", norm.gamma, "must be in [0, 1] or null")
 
@@ -219,14 +245,14 @@ def validate(cfg: DictConfig) -> None:
     check(ev.num_envs >= 1, "eval.num_envs", ev.num_envs, "must be an integer ≥ 1")
 
     total = cfg.total_steps
-    ok = isinstance(total, int | float) and not isinstance(total, bool) and total >= 1 \
-        and float(total).is_integer()
+    ok = isinstance(total, int | float) and not isinstance(total, bool) and _finite(total) \
+        and total >= 1 and float(total).is_integer()
     check(ok, "total_steps", total, "must be a whole number ≥ 1 (2e5 is fine)")
     check(cfg.device == "auto" or re.fullmatch(r"cpu|cuda(:\d+)?", str(cfg.device)) is not None,
           "device", cfg.device, "must be auto, cpu, cuda or cuda:N")
     check(cfg.torch_threads >= 1, "torch_threads", cfg.torch_threads, "must be ≥ 1")
     check(cfg.progress in PROGRESS, "progress", cfg.progress, f"must be one of {', '.join(PROGRESS)}")
-    check(cfg.seed >= 0, "seed", cfg.seed, "must be ≥ 0")
+    check(0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed, f"must be in [0, {MAX_SEED}] (2^32 − 1)")
     ck = cfg.checkpoint
     check(ck.every >= 0, "checkpoint.every", ck.every, "must be ≥ 0 (0: only at the end)")
     if ck.stop_after_updates is not None:
@@ -236,3 +262,29 @@ def validate(cfg: DictConfig) -> None:
 
     if problems:
         raise ConfigError("Invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """Keys of ``cfg`` that the schema does not define (added with ``+key=value``): nothing
+    in pgrun reads them. ``env.kwargs`` and ``policy.kwargs`` are free-form and not checked;
+    ``hydra`` is Hydra's."""
+    algo = _algorithms().get(OmegaConf.select(cfg, "algo.name") or "")
+    algo_schema = algo.Config if algo is not None else None
+
+    def walk(node: Any, schema: Any, prefix: str) -> list[str]:
+        if not dataclasses.is_dataclass(schema) or not isinstance(node, DictConfig | dict):
+            return []
+        types = typing.get_type_hints(schema)
+        found = []
+        for key in node:
+            name = f"{prefix}{key}"
+            if name == "hydra":
+                continue
+            if key not in types:
+                found.append(name)
+            elif name not in ("env.kwargs", "policy.kwargs"):
+                found += walk(node[key], algo_schema if name == "algo" else types[key],
+                              f"{name}.")
+        return found
+
+    return walk(cfg, TrainConfig, "")

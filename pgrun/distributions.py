@@ -47,11 +47,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pgrun.config import ACTION_BOUNDS
+
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 """Range a state-dependent log σ is clamped to (a state-independent one is left free)."""
 
-BOUNDS = ("clip", "tanh")
+BOUNDS = ACTION_BOUNDS
 """How Gaussian samples reach a Box's bounds (``policy.action_bounds``)."""
 
 

@@ -1,10 +1,11 @@
-"""``pgrun eval RUN_DIR [episodes=N] [deterministic=BOOL] [video=BOOL] [seed=N]``.
+"""``pgrun eval RUN_DIR [episodes=N] [deterministic=BOOL] [video=BOOL] [seed=N] [--trust]``.
 
-Loads the run's checkpoint (``weights_only``: no code from the folder runs), rebuilds the
-agent and environment from the config saved in it, runs evaluation episodes and prints
-the mean ± std return. By default it evaluates as the run did (``eval.episodes``,
-``eval.deterministic``, the run's evaluation seeds), so on a complete run it reproduces
-the last row of eval.csv. ``video=true`` records every episode with gymnasium's
+Loads the run's checkpoint (``weights_only``: no pickled code runs), refuses a config that
+names code (an env entry point, a ``module:Env-v0`` id) unless ``--trust`` is given
+(``trust.py``), rebuilds the agent and environment from the config saved in it, runs
+evaluation episodes and prints the mean ± std return. By default it evaluates as the run
+did (``eval.episodes``, ``eval.deterministic``, the run's evaluation seeds), so on a
+complete run it reproduces the last row of eval.csv. ``video=true`` records every episode with gymnasium's
 RecordVideo into ``RUN_DIR/videos/`` (needs ``pip install 'pgrun[video]'``: moviepy, and
 pygame for the classic-control renderers).
 """
@@ -12,18 +13,21 @@ pygame for the classic-control renderers).
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import sys
 from pathlib import Path
 
 from pgrun.config import ConfigError
 
-USAGE = """Usage: pgrun eval RUN_DIR [episodes=N] [deterministic=true|false] [video=true] [seed=N]
+USAGE = """Usage: pgrun eval RUN_DIR [episodes=N] [deterministic=true|false] [video=true] [seed=N] [--trust]
 
 Evaluate the policy in RUN_DIR/checkpoint.pt on fresh episodes and print mean ± std return.
   episodes=N            episodes to run (default: the run's eval.episodes)
   deterministic=BOOL    greedy actions (true) or sampled (false) (default: the run's eval.deterministic)
   video=true            record the episodes into RUN_DIR/videos/ (pip install 'pgrun[video]')
   seed=N                first episode seed (default: the run's evaluation seeds)
+  --trust               import and run the code the run's config names (env.entry_point,
+                        env.id=module:Env-v0); without it such a run folder is refused
 """
 
 _BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
@@ -36,6 +40,11 @@ class EvalError(ConfigError):
 def parse_args(argv: list[str]) -> tuple[Path, dict]:
     run_dir, opts = None, {}
     for arg in argv:
+        if arg == "--trust":
+            opts["trust"] = True
+            continue
+        if arg.startswith("-"):
+            raise EvalError(f"unknown flag {arg!r}; the only flag is --trust")
         if "=" not in arg:
             if run_dir is not None:
                 raise EvalError(f"one RUN_DIR please, got {str(run_dir)!r} and {arg!r}")
@@ -69,9 +78,11 @@ def _check_video_extra() -> None:
 
 
 def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool | None = None,
-                 video: bool = False, seed: int | None = None) -> dict:
-    """Evaluate RUN_DIR's checkpoint; returns the figures (and the video folder)."""
+                 video: bool = False, seed: int | None = None, trust: bool = False) -> dict:
+    """Evaluate RUN_DIR's checkpoint; returns the figures (and the video folder). Code the
+    saved config names is imported only with ``trust``."""
     from pgrun.runfolder import CHECKPOINT, load_checkpoint
+    from pgrun.trust import check_trusted
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -94,6 +105,8 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
     from pgrun.rollout import Actor
 
     ckpt = load_checkpoint(ckpt_path)
+    check_trusted(ckpt["config"], f"The config saved in {ckpt_path}", trust=trust,
+                  command=f"pgrun eval {shlex.quote(str(run_dir))} --trust")
     cfg = OmegaConf.create(ckpt["config"])
     from pgrun.envs.extras import check_env_dependencies, env_id_of
 

@@ -12,7 +12,8 @@
   in one folder or overwrite one.
 
 ``resume=true`` is the same but requires a checkpoint; ``resume=false`` starts over,
-deleting the folder's checkpoint, summary and error file first.
+deleting the folder's checkpoint, summary and error file first (once the run is built and
+holds the folder's lock: ``plan_run`` itself changes nothing).
 
 "Same config" leaves out the result-neutral keys of ``runkeys.RESULT_NEUTRAL`` (progress
 display, resume mode, checkpoint settings, ...), which do not change what a run computes.
@@ -52,10 +53,11 @@ class Plan:
 
 
 def plan_run(run_dir: Path, config: dict, resume) -> Plan:
-    """Decide from the folder's files; raises RunFolderError with what to do instead."""
+    """Decide from the folder's files, changing none of them (a "fresh" run calls
+    ``start_over`` once it is ready to write); raises RunFolderError with what to do
+    instead."""
     run_dir = Path(run_dir)
     if resume is False:
-        start_over(run_dir)
         return Plan("fresh")
 
     ckpt_path = run_dir / CHECKPOINT
@@ -91,7 +93,6 @@ def plan_run(run_dir: Path, config: dict, resume) -> Plan:
         if resume is True:
             raise RunFolderError(f"resume=true, but {run_dir} has no {CHECKPOINT} to resume "
                                  "from. Leave resume at auto to start the run.")
-        start_over(run_dir)
         return Plan("fresh")
 
     ckpt = ckpt or load_checkpoint(ckpt_path)

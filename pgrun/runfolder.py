@@ -17,13 +17,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
 from pathlib import Path
-
-import gymnasium
-import torch
 
 import pgrun
 from pgrun.config import ConfigError
@@ -45,16 +43,43 @@ class RunFolderError(ConfigError):
     short message naming the file and what to do, no traceback."""
 
 
+class RunFolderWriteError(RuntimeError):
+    """A file of the run folder could not be written (a full disk, say); what stood there
+    before is intact. A failure of the run (exit 1), not of its configuration."""
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, fsync, and rename over ``path``."""
+    """Call ``write(tmp_path)``, fsync, and rename over ``path``. If that fails, the
+    temporary file is removed and RunFolderWriteError says why; ``path`` is untouched."""
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except Exception as err:  # noqa: BLE001 (torch reports a full disk as a RuntimeError)
+        tmp.unlink(missing_ok=True)
+        kept = f"; the {path.name} that was there before is intact" if path.exists() else ""
+        raise RunFolderWriteError(f"could not write {path}: {_write_failure(err, path)}{kept}.") \
+            from err
+
+
+def _write_failure(err: Exception, path: Path) -> str:
+    import shutil
+
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return reason
+    if isinstance(err, OSError) or free < 64 * 2**20:
+        return f"{reason} ({free / 2**20:,.0f} MiB free on its disk)"
+    return reason
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
+    import torch
+
     path = run_dir / CHECKPOINT
     atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
@@ -63,6 +88,8 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
 def load_checkpoint(path: Path) -> dict:
     """The checkpoint's contents, loaded without executing code (``weights_only``); a file
     that is not a readable pgrun checkpoint raises RunFolderError naming it."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise RunFolderError(f"{path}: no such checkpoint.")
@@ -78,15 +105,28 @@ def load_checkpoint(path: Path) -> dict:
             f"{path} is corrupted or not a pgrun checkpoint, so it was not loaded ({reason}). "
             "Restore it from a copy, or start the run over in this folder with resume=false "
             "(overwrites its metrics), or in a new folder.") from None
-    if not isinstance(ckpt, dict) or "agent" not in ckpt or "config" not in ckpt:
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("agent"), dict) \
+            or not isinstance(ckpt.get("config"), dict):
         raise RunFolderError(f"{path} is not a pgrun checkpoint (no agent weights or config); "
                              "it was not loaded.")
     return ckpt
 
 
+def finite_or_none(value):
+    """``value`` with every NaN or ±inf float (at any depth) replaced by None: JSON has no
+    such numbers, and a summary must be writable whatever the run produced."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
 def write_summary(run_dir: Path, summary: dict) -> Path:
     path = run_dir / SUMMARY
-    text = json.dumps(summary, indent=2, allow_nan=False, default=str) + "\n"
+    text = json.dumps(finite_or_none(summary), indent=2, allow_nan=False, default=str) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path
 
@@ -205,6 +245,9 @@ def _read_rows(path: Path, columns: list[str], need: int) -> list[list[str]]:
 
 
 def versions() -> dict:
+    import gymnasium
+    import torch
+
     return {"pgrun": pgrun.__version__, "torch": torch.__version__,
             "gymnasium": gymnasium.__version__, "python": platform.python_version()}
 

@@ -1,5 +1,9 @@
 """``pgrun train`` as a Hydra task, and the report at the end of a sweep.
 
+A run's folder gets ``.hydra/`` (config.yaml, hydra.yaml, overrides.yaml, as Hydra writes
+them; ``hydra.output_subdir`` is null so that Hydra itself does not) and ``pgrun.log`` only
+once the run starts or resumes (``record_start``): a refused run changes nothing.
+
 Hydra launches the task once per run, in this process (basic launcher), in worker
 processes (``hydra/launcher=local``: joblib), or as cluster jobs (``hydra/launcher=slurm``:
 submitit). Whatever runs it:
@@ -11,6 +15,10 @@ submitit). Whatever runs it:
 * in a sweep (``pgrun train -m``), a run's error never escapes the task (Hydra would stop
   the sweep, or lose it in a worker): it is recorded in the run folder (``error.txt``, the
   message then the traceback; ``summary.json`` status ``failed``) and the sweep goes on.
+  A run that is *refused* (a configuration error, a folder of another run or locked by
+  another writer) leaves its folder exactly as it was. Every job notes itself in
+  ``<sweep dir>/.pgrun-jobs/<job>.txt`` when it starts (a refused one writes its message
+  there), which is how the report knows the runs this sweep launched.
   ``SweepReport`` (a Hydra callback, ``hydra.callbacks`` in conf/config.yaml) then lists
   the runs that failed or did not finish, with their errors, and ``pgrun`` exits 1.
   Running the same sweep again (same ``hydra.sweep.dir``) skips the complete runs and
@@ -32,9 +40,10 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from pgrun.config import ConfigError
+from pgrun.config import ConfigError, validate
+from pgrun.preflight import made_here, remove_if_made, warn_unknown_keys
 from pgrun.runfolder import (
     CHECKPOINT,
     COMPLETE,
@@ -43,6 +52,8 @@ from pgrun.runfolder import (
     INTERRUPTED,
     SUMMARY,
     RunFolderError,
+    RunFolderWriteError,
+    atomic_write,
     read_summary,
     write_error,
 )
@@ -52,28 +63,76 @@ log = logging.getLogger("pgrun")
 
 # ----------------------------------------------------------------- the task
 
+JOBS = ".pgrun-jobs"
+LOG = "pgrun.log"
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's
+
+
 def run_train_task(cfg: DictConfig) -> float | None:
     """Hydra's task function for ``pgrun train``: one run into Hydra's output folder."""
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
-    if hc.mode == RunMode.MULTIRUN:
-        return _sweep_run(cfg, run_dir)
-    return _single_run(cfg, run_dir, list(hc.overrides.task))
+    made = made_here(run_dir)
+    handler: list[logging.Handler] = []
+
+    def on_start(folder: Path) -> None:
+        handler.append(record_start(cfg, folder))
+
+    try:
+        if hc.mode == RunMode.MULTIRUN:
+            return _sweep_run(cfg, run_dir, made, on_start)
+        return _single_run(cfg, run_dir, list(hc.overrides.task), made, on_start)
+    finally:
+        for h in handler:
+            logging.getLogger().removeHandler(h)
+            h.close()
 
 
-def _single_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float | None:
+def record_start(cfg: DictConfig, run_dir: Path) -> logging.Handler:
+    """Write ``.hydra/`` as Hydra would have, and log into ``pgrun.log`` from now on (the
+    handler is returned, to be removed at the end of the task)."""
+    hc = HydraConfig.get()
+    out = run_dir / ".hydra"
+    out.mkdir(exist_ok=True)
+    for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hc})),
+                       ("overrides.yaml", hc.overrides.task)):
+        text = OmegaConf.to_yaml(node)
+        atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
+    handler = logging.FileHandler(run_dir / LOG)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def preflight_env(cfg: DictConfig) -> None:
+    """The config's ranges and the environment's name (gymnasium, no torch): the common
+    mistakes cost half a second, not torch's import."""
+    validate(cfg)
+    from pgrun.envs import resolve_spec
+    from pgrun.extras import check_env_dependencies, env_id_of
+
+    check_env_dependencies(env_id_of(cfg.env))
+    resolve_spec(cfg.env)
+
+
+def _single_run(cfg: DictConfig, run_dir: Path, overrides: list[str], made: bool,
+                on_start) -> float | None:
     from pgrun.signals import stop_on_signals
-    from pgrun.train import NonFiniteError, train  # torch stays out of --help and config errors
 
     with stop_on_signals() as flag:
         try:
-            summary = train(cfg, run_dir, stop=flag)
+            preflight_env(cfg)
+            from pgrun.train import NonFiniteError, train
+
+            try:
+                summary = train(cfg, run_dir, stop=flag, on_start=on_start)
+            except (NonFiniteError, RunFolderWriteError, OSError) as err:
+                print(f"pgrun: {run_dir}: {err}", file=sys.stderr)
+                sys.exit(1)
         except ConfigError as err:
+            remove_if_made(run_dir, made)
             print(f"pgrun: {err}", file=sys.stderr)
             sys.exit(2)
-        except NonFiniteError as err:
-            print(f"pgrun: {run_dir}: {err}", file=sys.stderr)
-            sys.exit(1)
     if summary["status"] == INTERRUPTED:
         again = [o for o in overrides if not o.startswith(
             ("hydra.run.dir=", "resume=", "checkpoint.stop_after_updates="))]
@@ -88,27 +147,50 @@ def _single_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float |
     return summary.get("final_eval_return")
 
 
-def _sweep_run(cfg: DictConfig, run_dir: Path) -> float | None:
+def _sweep_run(cfg: DictConfig, run_dir: Path, made: bool, on_start) -> float | None:
     from pgrun.signals import process_flag
 
     flag = process_flag()
+    note = _job_note(run_dir)
+    try:
+        note.parent.mkdir(exist_ok=True)
+        atomic_write(note, lambda tmp: tmp.write_text(""))
+    except (OSError, RunFolderWriteError) as err:
+        log.error("%s: cannot note the job in the sweep folder: %s", run_dir, err)
     if flag.requested:
+        remove_if_made(run_dir, made)
         log.warning("%s: not started: the sweep was stopped (%s)", run_dir, flag.reason)
         return None
     try:
+        warn_unknown_keys(cfg)
+        preflight_env(cfg)
         from pgrun.train import train
 
-        summary = train(cfg, run_dir, stop=flag)
-    except Exception as err:  # noqa: BLE001 (recorded in the run folder, listed at the end)
+        summary = train(cfg, run_dir, stop=flag, on_start=on_start)
+    except Exception as err:  # noqa: BLE001 (recorded, listed at the end of the sweep)
         message = f"{type(err).__name__}: {err}"
         if not isinstance(err, ConfigError):
             message += "\n\n" + "".join(traceback.format_exception(type(err), err,
                                                                     err.__traceback__))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_error(run_dir, message)
-        log.error("%s: failed: %s: %s", run_dir, type(err).__name__, err)
+        remove_if_made(run_dir, made)
+        try:
+            if not isinstance(err, ConfigError) and (run_dir / ".hydra" / "config.yaml").is_file():
+                write_error(run_dir, message)  # the run had started: its folder records it
+            else:  # refused: the folder stays as it was
+                atomic_write(note, lambda tmp: tmp.write_text(message + "\n"))
+        except RunFolderWriteError as again:  # a full disk: the sweep goes on all the same
+            log.error("%s", again)
+        log.error("%s: %s: %s: %s", run_dir, "refused" if isinstance(err, ConfigError)
+                  else "failed", type(err).__name__, err)
         return None
     return summary.get("final_eval_return")
+
+
+def _job_note(run_dir: Path) -> Path:
+    """``<sweep dir>/.pgrun-jobs/<job subdir>.txt`` for a sweep job's folder."""
+    depth = len(Path(str(HydraConfig.get().sweep.subdir)).parts)
+    root = run_dir.parents[depth - 1]
+    return root / JOBS / (run_dir.relative_to(root).as_posix().replace("/", "__") + ".txt")
 
 
 # --------------------------------------------------------------- the report
@@ -135,15 +217,23 @@ def _job_order(path: Path, root: Path) -> tuple:
 
 
 def run_statuses(sweep_dir: Path, since: float | None = None) -> list[RunStatus]:
-    """The status of every run folder under ``sweep_dir`` (folders with ``.hydra/``), only
-    those Hydra (re)launched at or after ``since`` (a time.time()) when given."""
+    """The status of every run folder under ``sweep_dir`` (folders with ``.hydra/``), or,
+    with ``since`` (a time.time()), of the jobs launched at or after it (JOBS notes)."""
     sweep_dir = Path(sweep_dir)
     slack = 1.0  # file-time granularity
     out = []
-    folders = sorted({p.parent.parent for p in sweep_dir.rglob("config.yaml")
-                      if p.parent.name == ".hydra"}, key=lambda p: _job_order(p, sweep_dir))
-    for run in folders:
-        if since is not None and (run / ".hydra" / "config.yaml").stat().st_mtime < since - slack:
+    notes = {sweep_dir / p.stem.replace("__", "/"): p for p in (sweep_dir / JOBS).glob("*.txt")
+             if since is None or p.stat().st_mtime >= since - slack}
+    folders = set(notes) if since is not None else notes.keys() | {
+        p.parent.parent for p in sweep_dir.rglob("config.yaml") if p.parent.name == ".hydra"}
+    for run in sorted(folders, key=lambda p: _job_order(p, sweep_dir)):
+        refusal = notes[run].read_text(errors="replace").strip() if run in notes else ""
+        if refusal:
+            text = refusal.split("\n\n", 1)[0]
+            out.append(RunStatus(run, FAILED, f"{text} (refused: nothing was written)"))
+            continue
+        if not (run / ".hydra" / "config.yaml").is_file() and not (run / ERROR).is_file():
+            out.append(RunStatus(run, "unfinished", "not started"))
             continue
         error = run / ERROR
         if error.is_file() and (since is None or error.stat().st_mtime >= since - slack):

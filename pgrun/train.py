@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,11 @@ from pgrun.config import ConfigError, validate
 from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
 from pgrun.envs.extras import check_env_dependencies, env_id_of
 from pgrun.evaluate import evaluate
+from pgrun.lock import RunLock
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.normalize import build_normalizers
 from pgrun.policies import action_bounds, build_policy
-from pgrun.resume import Plan, plan_run
+from pgrun.resume import Plan, plan_run, start_over
 from pgrun.rollout import Actor, Collector
 from pgrun.runfolder import (
     CHECKPOINT,
@@ -94,6 +96,15 @@ def restart_seed(seed: int, update: int) -> int:
     return int(np.random.SeedSequence([seed, update, 0x7265]).generate_state(1)[0])
 
 
+def nonfinite_batch(batch) -> list[str]:
+    """Which of the environment's figures in a batch are NaN/inf: rewards, observations."""
+    valid = batch.valid
+    bad = [] if np.isfinite(batch.rewards[valid]).all() else ["rewards"]
+    if np.issubdtype(batch.obs.dtype, np.floating) and not np.isfinite(batch.obs[valid]).all():
+        bad.append("observations")
+    return bad
+
+
 def _mean_std(x: np.ndarray) -> tuple[float, float]:
     return (float(x.mean()), float(x.std())) if len(x) else (math.nan, math.nan)
 
@@ -123,33 +134,43 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(cfg: DictConfig, run_dir: Path, stop: StopFlag | None = None) -> dict:
+def train(cfg: DictConfig, run_dir: Path, stop: StopFlag | None = None,
+          on_start: Callable[[Path], None] | None = None) -> dict:
     """Train as configured, writing metrics.csv, eval.csv, checkpoint.pt and summary.json
     into ``run_dir`` (resuming or skipping per ``cfg.resume``); returns the summary, whose
     ``status`` is ``complete`` or ``interrupted``. ``stop`` is the flag signals set (by
-    default, handlers are installed for the duration of the call)."""
+    default, handlers are installed for the duration of the call).
+
+    Refusals (a bad config or environment, a folder of another run or locked by another
+    writer) raise ConfigError before anything in the folder changes; ``on_start(run_dir)``
+    is called once the run is built and about to write (``pgrun train`` records .hydra/)."""
     validate(cfg)
     check_env_dependencies(env_id_of(cfg.env))  # e.g. LunarLander without the box2d extra
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    plan = plan_run(run_dir, config, cfg.resume)
-    if plan.action == "skip":
-        log.info("%s: already complete with this configuration; nothing to do (resume=false "
-                 "trains it again)", run_dir)
-        clear_error(run_dir)
-        return plan.summary
-    if stop is None:
-        with stop_on_signals() as flag:
-            return _Run(cfg, run_dir, config, plan, flag).run()
-    return _Run(cfg, run_dir, config, plan, stop).run()
+    plan = plan_run(run_dir, config, cfg.resume)  # reads only: a refusal changes nothing
+    if plan.action != "skip":
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_dir):
+            plan = plan_run(run_dir, config, cfg.resume)  # another writer may have finished
+            if plan.action != "skip":
+                if stop is None:
+                    with stop_on_signals() as flag:
+                        return _Run(cfg, run_dir, config, plan, flag, on_start).run()
+                return _Run(cfg, run_dir, config, plan, stop, on_start).run()
+    log.info("%s: already complete with this configuration; nothing to do (resume=false "
+             "trains it again)", run_dir)
+    clear_error(run_dir)
+    return plan.summary
 
 
 class _Run:
     """One training run's pieces; ``run`` is the loop."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict, plan: Plan, stop: StopFlag):
+    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict, plan: Plan, stop: StopFlag,
+                 on_start: Callable[[Path], None] | None = None):
         self.cfg, self.run_dir, self.config, self.plan, self.stop = cfg, run_dir, config, plan, stop
+        self.on_start, self.begun = on_start, False
         self.total = int(cfg.total_steps)
         self.title = f"{cfg.algo.name} {cfg.env.id} seed={cfg.seed}"
         self.watch = Stopwatch()
@@ -187,12 +208,21 @@ class _Run:
         self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
         if ckpt is not None:
             self._restore(ckpt)
-        clear_error(self.run_dir)
+        self._begin()
         keep_evals = len(self.state["eval_returns"]) if ckpt is not None else None
         self.metrics = RunCsv(self.run_dir / METRICS, [*METRIC_COLUMNS, *algo_cls.columns],
                               keep_rows=self.state["update"] if ckpt is not None else None)
         self.evals = RunCsv(self.run_dir / EVALS, EVAL_COLUMNS, keep_rows=keep_evals)
         self.progress = Progress(cfg.progress, self.total, self.title)
+
+    def _begin(self) -> None:
+        """The first writes: the folder of a fresh run is cleared, the caller records."""
+        self.begun = True
+        if self.plan.action == "fresh":
+            start_over(self.run_dir)
+        if self.on_start is not None:
+            self.on_start(self.run_dir)
+        clear_error(self.run_dir)
 
     def _restore(self, ckpt: dict) -> None:
         """Put the checkpoint's state back (after everything is built, since building
@@ -244,6 +274,9 @@ class _Run:
                 self._eval()
             with watch.time("rollout"):
                 batch = self.algo.collect(self.collector)
+            bad_env = nonfinite_batch(batch)
+            if bad_env:
+                raise NonFiniteError(self._env_nonfinite_message(st["update"] + 1, bad_env))
             with watch.time("update"):
                 stats = self.algo.update(batch, progress=st["step"] / self.total)
             bad = nonfinite(stats, self.policy)
@@ -337,24 +370,35 @@ class _Run:
         return summary
 
     def _nonfinite_message(self, update: int, bad: list[str]) -> str:
-        last = self.last_checkpoint
-        kept = (f"the last good checkpoint (update {last['update']}, step {last['step']:,}) is "
-                f"kept in {self.run_dir / CHECKPOINT}" if last and self.cfg.checkpoint.enabled
-                else "no checkpoint had been written yet")
+        kept = self._kept()
         shown = ", ".join(bad[:4]) + (f", … ({len(bad) - 4} more)" if len(bad) > 4 else "")
         return (f"update {update} (from step {self.state['step']:,}) produced non-finite "
                 f"values: {shown}. The run stopped without logging or checkpointing it; "
                 f"{kept}. A smaller algo.lr or gradient clipping (algo.max_grad_norm) usually "
                 "avoids this.")
 
+    def _env_nonfinite_message(self, update: int, bad: list[str]) -> str:
+        return (f"the environment returned non-finite {' and '.join(bad)} in the batch of "
+                f"update {update} (from step {self.state['step']:,}), before the update used "
+                f"them; {self._kept()}. This is the environment's doing ({self.cfg.env.id}), "
+                "not the learning rate's: check its reward and observation code.")
+
+    def _kept(self) -> str:
+        last = self.last_checkpoint
+        return (f"the last good checkpoint (update {last['update']}, step {last['step']:,}) is "
+                f"kept in {self.run_dir / CHECKPOINT}" if last and self.cfg.checkpoint.enabled
+                else "no checkpoint had been written yet")
+
     def _record_failure(self, err: Exception) -> None:
         message = f"{type(err).__name__}: {err}"
         try:
+            if not self.begun:
+                self._begin()
             write_error(self.run_dir, message + "\n\n" + "".join(
                 traceback.format_exception(type(err), err, err.__traceback__)))
             write_summary(self.run_dir, self._summary(FAILED, error=message))
-        except Exception:  # noqa: BLE001 (never hide the original error)
-            log.exception("could not record the failure in %s", self.run_dir)
+        except Exception as again:  # noqa: BLE001 (never hide the original error)
+            log.error("could not record the failure in %s: %s", self.run_dir, again)
 
     def _summary(self, status: str, **extra) -> dict:
         cfg, st = self.cfg, self.state

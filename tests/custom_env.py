@@ -93,3 +93,18 @@ class ShiftedStates(gym.Env):
         self.s = min(self.s + int(action), 3)
         done = self.s == 3
         return 10 + self.s, float(done), done, False, {}
+
+
+class WrongShape(Corridor):
+    """Declares a Box of shape (3,) but returns observations of shape (1,)."""
+
+    def __init__(self, size: int = 4):
+        super().__init__(size)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(3,), dtype=np.float32)
+
+
+class OldApiReset(Corridor):
+    """gym < 0.26's reset: the observation alone, no info dict."""
+
+    def reset(self, *, seed=None, options=None):
+        return super().reset(seed=seed)[0]

@@ -189,7 +189,9 @@ def test_cli_trains_and_evaluates_an_entry_point_env(cli, tmp_path):
     metrics = pd.read_csv(run / "metrics.csv")
     assert (metrics["return_mean"] == 1).all()  # every Corridor episode ends at the goal
     assert (metrics["length_mean"] >= 3).all()  # size 3: three steps right at least
-    again = cli("eval", str(run), "episodes=3")  # rebuilt from the checkpoint's config
+    again = cli("eval", str(run), "episodes=3")
+    assert again.returncode == 2 and "--trust" in again.stderr  # the folder names code
+    again = cli("eval", str(run), "episodes=3", "--trust")  # rebuilt from the saved config
     assert again.returncode == 0, again.stderr
     assert "tests.custom_env:Corridor" in again.stdout and "over 3 episodes" in again.stdout
 
@@ -210,6 +212,8 @@ def test_cli_env_without_time_limit_gets_one(cli, tmp_path):
     ("env.entry_point=tests.custom_env:Broken", "RuntimeError: the simulator license has expired"),
     ("env.entry_point=tests.custom_env:DictObs", "has observation space Dict("),
     ("env.entry_point=tests.custom_env:MultiBinaryActions", "has action space MultiBinary(3)"),
+    ("env.entry_point=tests.custom_env:WrongShape", "reset() returned an observation of shape (1,)"),
+    ("env.entry_point=tests.custom_env:OldApiReset", "not gymnasium's (observation, info) pair"),
     ("env.id=no_such_pkg:Foo-v0", "cannot import module 'no_such_pkg'"),
     ("env.max_episode_steps=null", "env.id=None: name the environment"),  # neither id nor entry point
 ])

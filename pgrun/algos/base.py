@@ -99,6 +99,16 @@ class Algorithm:
         return float(approx_kl(dist.log_prob(actions), old_logp))
 
 
+def minibatch_problems(cfg, env_cfg) -> list[str]:
+    """``num_minibatches`` must not exceed the batch of ``num_steps × num_envs`` samples."""
+    batch = cfg.num_steps * env_cfg.num_envs
+    if cfg.num_minibatches <= batch:
+        return []
+    return [f"algo.num_minibatches={cfg.num_minibatches!r}: must be ≤ the batch, "
+            f"algo.num_steps × env.num_envs = {batch} (each minibatch needs at least one "
+            "sample; minibatches of one are also far too slow)"]
+
+
 def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
     """E[(r − 1) − log r], r = π_θ(a|s)/π_old(a|s), a ~ π_old: Schulman's k3 estimator of
     KL[π_old‖π_θ] — unbiased and non-negative."""

@@ -25,6 +25,7 @@ from pgrun.algos.base import (
     adam,
     entropy_term,
     explained_variance,
+    minibatch_problems,
     minibatches,
     normalize,
     set_lr,
@@ -95,6 +96,10 @@ class PPO(Algorithm):
 
     def optimizers(self):
         return {"agent": self.opt}
+
+    @classmethod
+    def check(cls, cfg, env_cfg):
+        return minibatch_problems(cfg, env_cfg)
 
     def update(self, batch: Batch, progress: float) -> dict[str, float]:
         cfg = self.cfg

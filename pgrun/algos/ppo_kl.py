@@ -25,6 +25,7 @@ from pgrun.algos.base import (
     adam,
     entropy_term,
     explained_variance,
+    minibatch_problems,
     minibatches,
     normalize,
     set_lr,
@@ -82,6 +83,10 @@ class PPOKL(Algorithm):
 
     def optimizers(self):
         return {"agent": self.opt}
+
+    @classmethod
+    def check(cls, cfg, env_cfg):
+        return minibatch_problems(cfg, env_cfg)
 
     def state_dict(self):
         return {"beta": self.beta}

@@ -244,6 +244,42 @@ def check_spaces(obs_space: gym.Space, act_space: gym.Space, what: str = "the en
 
 # ------------------------------------------------------------------ vector envs
 
+def check_reset(spec: EnvSpec, kwargs: dict[str, Any], what: str) -> None:
+    """Make one env and reset it: a ConfigError unless ``reset`` returns gymnasium's
+    ``(observation, info)`` with an observation of the declared space's shape (else the
+    vector env fails deep inside with "wrong shape" or "not enough values to unpack")."""
+    import numpy as np
+
+    try:
+        env = gym.make(spec, disable_env_checker=True, **kwargs)
+    except Exception:  # noqa: BLE001 (make_vec_env reports a constructor's error)
+        return
+    try:
+        out = env.reset(seed=0)
+        if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+            raise ConfigError(
+                f"{what}: reset() returned {type(out).__name__} {_short(out)}, not gymnasium's "
+                "(observation, info) pair; an env written for gym < 0.26 needs "
+                "reset(seed=None, options=None) -> (obs, {}) and step() -> (obs, reward, "
+                "terminated, truncated, info).")
+        space = env.observation_space
+        if isinstance(space, gym.spaces.Box) and np.shape(out[0]) != space.shape:
+            raise ConfigError(
+                f"{what}: reset() returned an observation of shape {np.shape(out[0])}, but "
+                f"its observation_space is {space}: they must agree.")
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 (the user's reset raised)
+        raise ConfigError(f"{what}: reset(seed=0) raised {_describe_exception(err)}.") from None
+    finally:
+        env.close()
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _mode(vectorization: str, spec: EnvSpec, what: str) -> str:
     if vectorization == "auto":
         return "vector_entry_point" if spec.vector_entry_point is not None else "sync"
@@ -275,6 +311,8 @@ def make_vec_env(env_cfg, num_envs: int, *, vectorization: str | None = None,
     limit = episode_limit(env_cfg, spec)
     if limit != spec.max_episode_steps:
         kwargs["max_episode_steps"] = limit
+    if mode != "vector_entry_point":  # Python envs: see that the first reset fits the API
+        check_reset(spec, kwargs, what)
     try:
         envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode,
                             wrappers=list(wrappers or []), **kwargs)
