@@ -109,7 +109,7 @@ def preflight_env(cfg: DictConfig) -> None:
     mistakes cost half a second, not torch's import."""
     validate(cfg)
     from pgrun.envs import resolve_spec
-    from pgrun.extras import check_env_dependencies, env_id_of
+    from pgrun.envs.extras import check_env_dependencies, env_id_of
 
     check_env_dependencies(env_id_of(cfg.env))
     resolve_spec(cfg.env)
