@@ -122,7 +122,11 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, deterministic: bool
         envs = make_vec_env(cfg.env, min(int(cfg.eval.num_envs), episodes))
     try:
         state = agent_state(ckpt)
-        with_value = any(k.startswith("v_out.") for k in state)
+        from pgrun.algos import ALGORITHMS
+
+        algo = ALGORITHMS.get(cfg.algo.name)  # a critic as the run had it (its algorithm's)
+        with_value = algo.uses_value if algo is not None else any(
+            k.startswith("v_out.") for k in state)
         obs_space, act_space = envs.single_observation_space, envs.single_action_space
         policy = build_policy(cfg.policy, obs_space, act_space, with_value=with_value)
         try:

@@ -72,6 +72,12 @@ def test_a_user_module_trains(cli, tmp_path):
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["agent"]
     assert state["body.0.weight"].shape == (16, 4)  # its kwargs reached the constructor
     assert any(k.startswith("body.1.") for k in state)  # and its LayerNorm trained with it
+    # the run folder names code: evaluating it imports that only when the user says so
+    refused = cli("eval", str(tmp_path), "episodes=2")
+    assert refused.returncode == 2 and "policy.module" in refused.stderr
+    assert "--trust" in refused.stderr and "Traceback" not in refused.stderr
+    trusted = cli("eval", str(tmp_path), "episodes=2", "--trust")
+    assert trusted.returncode == 0, trusted.stderr
 
 
 @pytest.mark.parametrize("module, message", [
