@@ -1,11 +1,12 @@
 """An optional accelerator for the layers of plain MLP and tabular bodies, in NumPy.
 
-For a few hundred observations and a 64-64 MLP, torch spends most of a forward and
-backward pass in per-op and per-module overhead; NumPy computes the same layers several
-times faster. ``attach(policy)`` makes ``ActorCritic.outputs`` and ``.value`` run their
-layers here, each tower as one autograd node (``_LayersFn``): its forward computes the
-layers' outputs, its backward takes ∂L/∂(outputs) *from autograd* and carries it through
-the layers by the chain rule:
+For a few hundred observations and a 64-64 MLP, torch spends much of a forward and
+backward pass in per-op and per-module overhead, and its tanh is slow on some CPUs.
+``attach(policy)`` makes ``ActorCritic.outputs`` and ``.value`` run their layers here, as
+one autograd node (``_OutputsFn``) whose inputs are the observations and the module's
+own parameters: its forward computes the network's outputs (z, V), its backward takes
+∂L/∂z and ∂L/∂V *from autograd* and carries them through the layers by the chain rule,
+returning ∂L/∂θ for each parameter:
 
   dense   y = x Wᵀ + b:  ∂L/∂W = δᵀx,  ∂L/∂b = Σ_i δ_i,  ∂L/∂x = δW
   table   y = T[i]:      ∂L/∂T[j] = Σ_{i = j} δ_i
