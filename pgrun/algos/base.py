@@ -19,6 +19,7 @@ from torch import nn
 
 from pgrun.flat import flat_parameters
 from pgrun.policies import parameters_by_role
+from pgrun.returns import batch_gae
 from pgrun.rollout import Batch, Collector
 
 COMMON_STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac",
@@ -90,6 +91,14 @@ class Algorithm:
         mask = batch.valid
         return {name: torch.from_numpy(np.ascontiguousarray(arr[mask])).to(self.device)
                 for name, arr in arrays.items()}
+
+    def gae_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``tensors`` of a critic's batch: obs, actions, logp, values and GAE(λ)'s
+        advantages ``adv`` and returns ``ret`` (``returns.batch_gae``; ``cfg.gamma``,
+        ``cfg.gae_lambda``)."""
+        adv, ret = batch_gae(batch, self.cfg.gamma, self.cfg.gae_lambda)
+        return self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
+                            values=batch.values, adv=adv, ret=ret)
 
     @torch.no_grad()
     def final_kl(self, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor) -> float:

@@ -31,7 +31,6 @@ from pgrun.algos.base import (
     set_lr,
     step,
 )
-from pgrun.returns import batch_gae
 from pgrun.rollout import Batch
 
 
@@ -106,9 +105,7 @@ class PPO(Algorithm):
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
         clip_eps = cfg.clip_eps * (1.0 - progress) if cfg.anneal_clip else cfg.clip_eps
-        adv, ret = batch_gae(batch, cfg.gamma, cfg.gae_lambda)
-        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                         values=batch.values, adv=adv, ret=ret)
+        d = self.gae_tensors(batch)
         stats = Means()
         for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):
             dist, values = self.policy(d["obs"][idx])

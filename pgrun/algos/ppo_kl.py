@@ -32,7 +32,6 @@ from pgrun.algos.base import (
     step,
 )
 from pgrun.algos.ppo import value_loss
-from pgrun.returns import batch_gae
 from pgrun.rollout import Batch
 
 
@@ -98,9 +97,7 @@ class PPOKL(Algorithm):
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
-        adv, ret = batch_gae(batch, cfg.gamma, cfg.gae_lambda)
-        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                         values=batch.values, adv=adv, ret=ret)
+        d = self.gae_tensors(batch)
         with torch.no_grad():
             old_dist = self.policy(d["obs"])[0].detach()
         stats = Means()

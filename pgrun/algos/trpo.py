@@ -23,7 +23,6 @@ import torch
 from pgrun.algos.base import Algorithm, adam, explained_variance, normalize, step
 from pgrun.flat import flat_parameters
 from pgrun.policies import parameters_by_role, policy_value
-from pgrun.returns import batch_gae
 from pgrun.rollout import Batch
 
 
@@ -97,9 +96,7 @@ class TRPO(Algorithm):
 
     def update(self, batch: Batch, progress: float) -> dict[str, float]:
         cfg = self.cfg
-        adv, ret = batch_gae(batch, cfg.gamma, cfg.gae_lambda)
-        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                         values=batch.values, adv=adv, ret=ret)
+        d = self.gae_tensors(batch)
         advantages = normalize(d["adv"]) if cfg.normalize_advantages else d["adv"]
         obs, actions, old_logp = d["obs"], d["actions"], d["logp"]
 

@@ -20,7 +20,6 @@ from pgrun.algos.base import (
     step,
 )
 from pgrun.policies import policy_value
-from pgrun.returns import batch_gae
 from pgrun.rollout import Batch
 
 
@@ -62,9 +61,7 @@ class VPG(Algorithm):
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.pi_opt, lr)
-        adv, ret = batch_gae(batch, cfg.gamma, cfg.gae_lambda)
-        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                         values=batch.values, adv=adv, ret=ret)
+        d = self.gae_tensors(batch)
         advantages = normalize(d["adv"]) if cfg.normalize_advantages else d["adv"]
 
         dist, _ = self.policy(d["obs"])
