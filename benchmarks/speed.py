@@ -138,7 +138,9 @@ def child_env(num_envs: int, steps: int, seed: int) -> dict:
 
 
 def _policy_and_envs(preset: str, seed: int):
-    """The speed runs' CartPole vector env and accelerated PPO policy (64-64 tanh)."""
+    """The speed runs' CartPole vector env and PPO policy: 64-64 tanh with the accelerator;
+    ``PRESET+autograd`` without it, ``PRESET+linear`` with no hidden layers (what an update
+    costs apart from the network)."""
     import gymnasium as gym
     import torch
 
@@ -149,11 +151,12 @@ def _policy_and_envs(preset: str, seed: int):
 
     limit_threads(1)
     torch.manual_seed(seed)
+    preset, _, variant = preset.partition("+")
     p = PRESETS[preset]
     envs = gym.make_vec("CartPole-v1", p["num_envs"], vectorization_mode="vector_entry_point")
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    policy = ActorCritic(obs_space, act_space)
-    attach(policy)
+    policy = ActorCritic(obs_space, act_space, hidden_sizes=[] if variant == "linear" else (64, 64))
+    attach(policy, enabled=variant == "")
     collector = Collector(envs, Actor(policy, obs_space, act_space), seed=seed, with_value=True)
     return p, policy, collector
 

@@ -10,13 +10,14 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-METRIC_COLUMNS = [
-    "update", "step", "episodes", "time_s", "sps", "return_mean", "return_std", "length_mean",
-    "policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac", "explained_variance",
-    "grad_norm", "lr", "grad_steps",
-]
-"""The columns every metrics.csv has (an algorithm may add its own after them:
-``Algorithm.columns``); ``grad_steps`` counts the optimizer steps an update took."""
+STAT_COLUMNS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac",
+                "explained_variance", "grad_norm", "lr", "grad_steps")
+"""The figures any algorithm's update may report (blank where it has no such figure);
+``grad_steps`` counts the optimizer steps an update took."""
+METRIC_COLUMNS = ["update", "step", "episodes", "time_s", "sps", "return_mean", "return_std",
+                  "length_mean", *STAT_COLUMNS]
+"""The columns every metrics.csv has: the loop's, then ``STAT_COLUMNS`` (an algorithm may
+add its own after them: ``Algorithm.columns``)."""
 EVAL_COLUMNS = ["step", "return_mean", "return_std", "length_mean", "episodes", "time_s"]
 TIMING_COLUMNS = ("time_s", "sps")
 """Columns that depend on the machine; everything else is a function of config and seed."""

@@ -43,6 +43,7 @@ from pgrun.config import ConfigError, validate
 from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
 from pgrun.envs.extras import check_env_dependencies, env_id_of
 from pgrun.evaluate import evaluate
+from pgrun.flat import flat_parameters
 from pgrun.lock import RunLock
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.normalize import build_normalizers
@@ -116,8 +117,7 @@ def nonfinite(stats: dict, policy: torch.nn.Module) -> list[str]:
     if stats.get("grad_steps", 1):
         bad += [f"{k}={stats[k]}" for k in LOSS_KEYS
                 if stats.get(k) is not None and not math.isfinite(stats[k])]
-    params = list(policy.parameters())
-    if bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
+    if bool(flat_parameters(policy).data.isfinite().all()):  # every parameter, one check
         return bad
     return bad + [f"parameter {name}" for name, p in policy.named_parameters()
                   if not bool(torch.isfinite(p).all())]

@@ -18,20 +18,17 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from pgrun.flat import flat_parameters
+from pgrun.metrics import STAT_COLUMNS
 from pgrun.policies import parameters_by_role
 from pgrun.returns import batch_gae
 from pgrun.rollout import Batch, Collector
-
-COMMON_STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_frac",
-                "explained_variance", "grad_norm", "lr")
-"""metrics.csv columns any algorithm may report (blank where it has no such figure)."""
 
 
 class Algorithm:
     """Turns a rollout batch into losses and takes optimizer steps.
 
     Subclasses set ``name``, ``Config``, ``uses_value`` (whether the policy gets a value
-    head), ``columns`` (metrics beyond ``COMMON_STATS``), ``second_order`` (the loss is
+    head), ``columns`` (metrics beyond ``metrics.STAT_COLUMNS``), ``second_order`` (the loss is
     differentiated twice, e.g. TRPO's Fisher-vector products), and implement ``update``
     (and ``collect`` when a batch is not ``num_steps`` steps of every env).
     """
@@ -57,7 +54,7 @@ class Algorithm:
     def update(self, batch: Batch, progress: float) -> dict[str, float]:
         """One update from ``batch``; ``progress`` ∈ [0, 1) is the fraction of the step
         budget already used (for annealing). Returns metrics.csv figures: keys from
-        ``COMMON_STATS`` and ``columns``."""
+        ``metrics.STAT_COLUMNS`` and ``columns``."""
         raise NotImplementedError
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -79,7 +76,8 @@ class Algorithm:
     # -- helpers
     @classmethod
     def stat_keys(cls) -> tuple[str, ...]:
-        return COMMON_STATS + cls.columns + ("grad_steps",)
+        """What ``update`` may report: ``metrics.STAT_COLUMNS`` and ``columns``."""
+        return STAT_COLUMNS + cls.columns
 
     def current_lr(self, progress: float) -> float:
         """Linear annealing to 0 over the step budget when ``anneal_lr`` is set."""
