@@ -363,9 +363,9 @@ def recording_step(seen, policy):
     real_step = ppo_mod.step
     flat = flat_parameters(policy)
 
-    def record_then_step(optimizer, loss, max_grad_norm):
+    def record_then_step(optimizer, loss, max_grad_norm, active=None):
         theta = flat.data.clone()
-        norm = real_step(optimizer, loss, max_grad_norm)
+        norm = real_step(optimizer, loss, max_grad_norm, active)
         seen.append((theta, flat.grad.clone()))  # unclipped: tests pass max_grad_norm=None
         return norm
 

@@ -20,6 +20,7 @@ from torch import nn
 from pgrun.flat import flat_parameters
 from pgrun.metrics import STAT_COLUMNS
 from pgrun.policies import parameters_by_role
+from pgrun.algos.samples import Samples, SeedSamples, minibatches  # noqa: F401 (re-exported)
 from pgrun.returns import batch_gae
 from pgrun.rollout import Batch, Collector
 
@@ -39,13 +40,18 @@ class Algorithm:
     second_order: ClassVar[bool] = False
     columns: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, cfg, policy: nn.Module, num_envs: int, device: torch.device | str = "cpu"):
+    seed_batched: ClassVar[bool] = False
+    """``update`` also takes the K seeds' batches of a seed-stacked policy (``batched.py``)."""
+
+    def __init__(self, cfg, policy: nn.Module, num_envs: int, device: torch.device | str = "cpu",
+                 generators: list[torch.Generator] | None = None):
         # the typed dataclass, not the DictConfig: attribute access in the update loop
         # would otherwise cost more than some of its tensor ops
         self.cfg = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
         self.policy = policy
         self.num_envs = num_envs
         self.device = torch.device(device)
+        self.generators = generators  # K seeds: each seed's own torch generator
 
     # -- what subclasses provide
     def collect(self, collector: Collector) -> Batch:
@@ -90,20 +96,23 @@ class Algorithm:
         return {name: torch.from_numpy(np.ascontiguousarray(arr[mask])).to(self.device)
                 for name, arr in arrays.items()}
 
-    def gae_tensors(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def gae_tensors(self, batch: Batch | list[Batch]) -> Samples | SeedSamples:
         """``tensors`` of a critic's batch: obs, actions, logp, values and GAE(λ)'s
         advantages ``adv`` and returns ``ret`` (``returns.batch_gae``; ``cfg.gamma``,
-        ``cfg.gae_lambda``)."""
+        ``cfg.gae_lambda``); for K seeds' batches, each seed's, padded (``samples.py``)."""
+        if isinstance(batch, list):
+            return SeedSamples([self.gae_tensors(b).tensors for b in batch], self.generators)
         adv, ret = batch_gae(batch, self.cfg.gamma, self.cfg.gae_lambda)
-        return self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                            values=batch.values, adv=adv, ret=ret)
+        return Samples(self.tensors(batch, obs=batch.obs, actions=batch.actions,
+                                    logp=batch.logp, values=batch.values, adv=adv, ret=ret))
 
     @torch.no_grad()
-    def final_kl(self, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor) -> float:
+    def final_kl(self, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
+                 w: torch.Tensor | None = None):
         """metrics.csv's ``approx_kl`` for every algorithm: KL[π_old‖π_θ] of the policy
-        after the update, estimated on the batch (``approx_kl``)."""
+        after the update, estimated on the batch (``approx_kl``); per seed with ``w``."""
         dist, _ = self.policy(obs)
-        return float(approx_kl(dist.log_prob(actions), old_logp))
+        return figure(approx_kl(dist.log_prob(actions), old_logp, w))
 
 
 def minibatch_problems(cfg, env_cfg) -> list[str]:
@@ -116,67 +125,84 @@ def minibatch_problems(cfg, env_cfg) -> list[str]:
             "sample; minibatches of one are also far too slow)"]
 
 
-def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+def mean(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """E[x] over the samples (the last axis): their mean, or Σ_i w_i x_i with the weights
+    of K seeds' padded samples (``samples.py``), one expectation per seed."""
+    return x.mean(-1) if w is None else (x * w).sum(-1)
+
+
+def figure(x: torch.Tensor):
+    """A loss or statistic for metrics.csv: a float, or one float per seed (NumPy)."""
+    return float(x) if x.dim() == 0 else x.detach().cpu().numpy().astype(np.float64)
+
+
+def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor,
+              w: torch.Tensor | None = None) -> torch.Tensor:
     """E[(r − 1) − log r], r = π_θ(a|s)/π_old(a|s), a ~ π_old: Schulman's k3 estimator of
     KL[π_old‖π_θ] — unbiased and non-negative."""
     log_ratio = logp - old_logp
-    return (log_ratio.exp() - 1.0 - log_ratio).mean()
+    return mean(log_ratio.exp() - 1.0 - log_ratio, w)
 
 
-def entropy_term(dist, coef: float) -> torch.Tensor:
+def entropy_term(dist, coef: float, w: torch.Tensor | None = None) -> torch.Tensor:
     """E[H[π(·|s)]] for the loss; with a zero coefficient it is only reported, so it is
     computed without a gradient (the same loss gradient, less autograd work)."""
     if coef:
-        return dist.entropy().mean()
+        return mean(dist.entropy(), w)
     with torch.no_grad():
-        return dist.entropy().mean()
-
-
-def minibatches(size: int, num_epochs: int, num_minibatches: int, device=None):
-    """Index sets for ``num_epochs`` shuffled passes over ``size`` samples, each pass split
-    into ``num_minibatches`` near-equal parts (empty parts, from fewer samples than
-    minibatches, are skipped). Shuffles come from torch's generator (seeded, checkpointed)."""
-    for _epoch in range(num_epochs):
-        for idx in torch.randperm(size).tensor_split(num_minibatches):
-            if len(idx):
-                yield idx if device is None else idx.to(device)
+        return mean(dist.entropy(), w)
 
 
 class Means:
-    """Running means of per-minibatch figures for metrics.csv."""
+    """Running means of per-minibatch figures for metrics.csv: floats, or per seed (NumPy
+    arrays, ``add(active=…)`` counting only the seeds that took the step)."""
 
     def __init__(self):
-        self.sums: dict[str, float] = {}
+        self.sums: dict = {}
         self.count = 0
 
-    def add(self, **figures) -> None:
+    def add(self, active: np.ndarray | None = None, **figures) -> None:
         for key, value in figures.items():
-            self.sums[key] = self.sums.get(key, 0.0) + float(value)
-        self.count += 1
+            value = figure(value) if isinstance(value, torch.Tensor) else value
+            if active is not None:
+                value = np.where(active, value, 0.0)
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.count = self.count + (1 if active is None else active.astype(np.int64))
 
-    def means(self) -> dict[str, float]:
+    def means(self) -> dict:
         """Each figure's mean (nan before the first ``add``) and ``grad_steps``."""
-        return {k: total / self.count if self.count else float("nan")
-                for k, total in self.sums.items()} | {"grad_steps": self.count}
+        count = np.asarray(self.count)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = {k: total / count if count.ndim else
+                   (total / self.count if self.count else float("nan"))
+                   for k, total in self.sums.items()}
+        return out | {"grad_steps": self.count}
 
 
-def normalize(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def normalize(x: torch.Tensor, w: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
     """(x − mean) / (std + eps) with the sample (n − 1) std; left as is for fewer than two
-    samples."""
-    if x.numel() < 2:
-        return x
-    return (x - x.mean()) / (x.std() + eps)
+    samples. With K seeds' weights ``w``, per seed over its own samples (padding stays 0)."""
+    if w is None:
+        if x.numel() < 2:
+            return x
+        return (x - x.mean()) / (x.std() + eps)
+    real = w > 0
+    n = real.sum(-1, keepdim=True)
+    mu = mean(x, w).unsqueeze(-1)
+    var = ((x - mu).pow(2) * real).sum(-1, keepdim=True) / (n - 1).clamp(min=1)
+    return torch.where(real & (n >= 2), (x - mu) / (var.sqrt() + eps), x)
 
 
 def adam(policy: nn.Module, role: str, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """``torch.optim.Adam`` over the ``policy``, ``value`` or ``all`` parameters of
-    ``policy`` as one flat tensor (``flat.FlatParameters``; fused where torch has it)."""
+    ``policy`` as one flat tensor (``flat.FlatParameters``; fused where torch has it) —
+    for a seed-stacked policy one tensor per seed, each with its own Adam state."""
     parameters_by_role(policy, role)  # a clear error where the module has no such role
-    param = flat_parameters(policy).parameter(role)
+    params = flat_parameters(policy).parameters(role)
     try:
-        return torch.optim.Adam([param], lr=lr, eps=eps, fused=True)
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device or torch version
-        return torch.optim.Adam([param], lr=lr, eps=eps)
+        return torch.optim.Adam(params, lr=lr, eps=eps)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -184,26 +210,54 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None) -> float:
+def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None,
+         active: np.ndarray | None = None):
     """∇loss by autograd, optional global gradient-norm clipping, then the optimizer's step
     on an ``adam``'s flat parameter; returns the norm before clipping (nan when not
     clipping). Clipping scales g by max_norm / (‖g‖ + 1e-6) when that is below 1, as
-    ``torch.nn.utils.clip_grad_norm_`` does."""
-    (param,) = optimizer.param_groups[0]["params"]
-    param.grad.zero_()
-    loss.backward()
-    norm = float("nan")
-    if max_grad_norm is not None:
-        norm = float(param.grad.norm())
-        scale = max_grad_norm / (norm + 1e-6)
-        if scale < 1.0:
-            param.grad.mul_(scale)
-    optimizer.step()
-    return norm
+    ``torch.nn.utils.clip_grad_norm_`` does.
+
+    For K seeds, ``loss`` holds the K seeds' losses: their sum is differentiated (seed k's
+    parameters get seed k's gradient), each seed's gradient is clipped by its own norm,
+    seeds not ``active`` take no step, and the K norms are returned."""
+    params = optimizer.param_groups[0]["params"]
+    for param in params:
+        param.grad.zero_()
+    (loss.sum() if loss.dim() else loss).backward()
+    norms = []
+    for param in params:
+        norm = float("nan")
+        if max_grad_norm is not None:
+            norm = float(param.grad.norm())
+            scale = max_grad_norm / (norm + 1e-6)
+            if scale < 1.0:
+                param.grad.mul_(scale)
+        norms.append(norm)
+    if active is None or active.all():
+        optimizer.step()
+    elif active.any():
+        grads = [param.grad for param in params]
+        for param, on in zip(params, active, strict=True):
+            if not on:
+                param.grad = None  # torch.optim skips a parameter without a gradient
+        optimizer.step()
+        for param, grad in zip(params, grads, strict=True):
+            param.grad = grad
+    return norms[0] if loss.dim() == 0 else np.array(norms)
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+def explained_variance(values: torch.Tensor, returns: torch.Tensor,
+                       w: torch.Tensor | None = None):
     """1 − Var[returns − values] / Var[returns]: 1 is a perfect critic, ≤ 0 no better than
-    a constant (nan when the returns do not vary)."""
-    var = float(returns.var(unbiased=False))
-    return float("nan") if var == 0 else 1.0 - float((returns - values).var(unbiased=False)) / var
+    a constant (nan when the returns do not vary); per seed with ``w``."""
+    if w is None:
+        var = float(returns.var(unbiased=False))
+        return float("nan") if var == 0 else \
+            1.0 - float((returns - values).var(unbiased=False)) / var
+
+    def variance(x):
+        return mean((x - mean(x, w).unsqueeze(-1)).pow(2), w)
+
+    var, resid = figure(variance(returns)), figure(variance(returns - values))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(var == 0, np.nan, 1.0 - resid / var)

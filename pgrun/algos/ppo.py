@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from pgrun.algos.base import (
@@ -25,8 +26,9 @@ from pgrun.algos.base import (
     adam,
     entropy_term,
     explained_variance,
+    figure,
+    mean,
     minibatch_problems,
-    minibatches,
     normalize,
     set_lr,
     step,
@@ -58,39 +60,42 @@ class PPOConfig:
 
 
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
-                      clip_eps: float) -> torch.Tensor:
+                      clip_eps: float, w: torch.Tensor | None = None) -> torch.Tensor:
     """L^CLIP = −E[min(r Â, clip(r, 1−ε, 1+ε) Â)],  r = exp(log π_θ − log π_old)   (eq. 7)"""
     ratio = (logp - old_logp).exp()
-    return -torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv).mean()
+    return -mean(torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv), w)
 
 
 @torch.no_grad()
-def ratio_stats(logp: torch.Tensor, old_logp: torch.Tensor, clip_eps: float) -> tuple[float, float]:
+def ratio_stats(logp: torch.Tensor, old_logp: torch.Tensor, clip_eps: float,
+                w: torch.Tensor | None = None):
     """(approx_kl, clip_frac): ``base.approx_kl`` and the fraction of samples whose ratio
-    lies outside [1 − ε, 1 + ε], from one ratio."""
+    lies outside [1 − ε, 1 + ε], from one ratio (floats, or per seed with ``w``)."""
     log_ratio = logp - old_logp
     ratio_m1 = log_ratio.exp() - 1.0
-    return float((ratio_m1 - log_ratio).mean()), float((ratio_m1.abs() > clip_eps).float().mean())
+    return (figure(mean(ratio_m1 - log_ratio, w)),
+            figure(mean((ratio_m1.abs() > clip_eps).float(), w)))
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               clip_eps: float | None) -> torch.Tensor:
+               clip_eps: float | None, w: torch.Tensor | None = None) -> torch.Tensor:
     """L^V = ½ E[(V − R̂)²]; with ``clip_eps``
     ½ E[max((V − R̂)², (V_old + clip(V − V_old, −ε, ε) − R̂)²)]."""
     unclipped = (values - returns).pow(2)
     if clip_eps is None:
-        return 0.5 * unclipped.mean()
+        return 0.5 * mean(unclipped, w)
     clipped = (old_values + (values - old_values).clamp(-clip_eps, clip_eps) - returns).pow(2)
-    return 0.5 * torch.max(unclipped, clipped).mean()
+    return 0.5 * mean(torch.max(unclipped, clipped), w)
 
 
 class PPO(Algorithm):
     name = "ppo"
     Config = PPOConfig
     columns = ("clip_eps",)
+    seed_batched = True
 
-    def __init__(self, cfg, policy, num_envs, device="cpu"):
-        super().__init__(cfg, policy, num_envs, device)
+    def __init__(self, cfg, policy, num_envs, device="cpu", generators=None):
+        super().__init__(cfg, policy, num_envs, device, generators)
         self.opt = adam(policy, "all", self.cfg.lr, self.cfg.adam_eps)
 
     def optimizers(self):
@@ -100,29 +105,36 @@ class PPO(Algorithm):
     def check(cls, cfg, env_cfg):
         return minibatch_problems(cfg, env_cfg)
 
-    def update(self, batch: Batch, progress: float) -> dict[str, float]:
+    def update(self, batch: Batch | list[Batch], progress: float) -> dict:
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
         clip_eps = cfg.clip_eps * (1.0 - progress) if cfg.anneal_clip else cfg.clip_eps
         d = self.gae_tensors(batch)
         stats = Means()
-        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):
-            dist, values = self.policy(d["obs"][idx])
-            logp, old_logp = dist.log_prob(d["actions"][idx]), d["logp"][idx]
-            kl, clip_frac = ratio_stats(logp, old_logp, clip_eps)   # before the step
-            if cfg.target_kl is not None and kl > 1.5 * cfg.target_kl:
-                break
-            mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
-            pg_loss = clipped_surrogate(logp, old_logp, mb_adv, clip_eps)
-            v_loss = value_loss(values, d["values"][idx], d["ret"][idx],
-                                clip_eps if cfg.clip_vloss else None)
-            entropy = entropy_term(dist, cfg.ent_coef)
+        active = np.ones(d.seeds, dtype=bool) if d.seeds else None  # K seeds: per-seed early stop
+        for mb in d.minibatches(cfg.num_epochs, cfg.num_minibatches):
+            dist, values = self.policy(mb["obs"])
+            logp, old_logp, w = dist.log_prob(mb["actions"]), mb["logp"], mb.w
+            kl, clip_frac = ratio_stats(logp, old_logp, clip_eps, w)   # before the step
+            if cfg.target_kl is not None:
+                too_far = kl > 1.5 * cfg.target_kl
+                if active is None and too_far:
+                    break
+                if active is not None:
+                    active &= ~too_far
+                    if not active.any():
+                        break
+            adv = normalize(mb["adv"], w) if cfg.normalize_advantages else mb["adv"]
+            pg_loss = clipped_surrogate(logp, old_logp, adv, clip_eps, w)
+            v_loss = value_loss(values, mb["values"], mb["ret"],
+                                clip_eps if cfg.clip_vloss else None, w)
+            entropy = entropy_term(dist, cfg.ent_coef, w)
             loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss   # eq. 9
-            grad_norm = step(self.opt, loss, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(),
-                      entropy=entropy.item(), grad_norm=grad_norm, clip_frac=clip_frac)
+            grad_norm = step(self.opt, loss, cfg.max_grad_norm, active)
+            stats.add(active, policy_loss=pg_loss, value_loss=v_loss, entropy=entropy,
+                      grad_norm=grad_norm, clip_frac=clip_frac)
         return stats.means() | {
             "lr": lr, "clip_eps": clip_eps,
-            "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"]),
-            "explained_variance": explained_variance(d["values"], d["ret"])}
+            "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"], d.w),
+            "explained_variance": explained_variance(d["values"], d["ret"], d.w)}
