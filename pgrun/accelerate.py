@@ -259,6 +259,29 @@ class Accelerator:
         return _OutputsFn.apply(obs, self, "v", *self.params)
 
 
+class _NumpyTanh(torch.autograd.Function):
+    """tanh whose forward is NumPy's; backward ∂L/∂x = ∂L/∂y ⊙ (1 − y²)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.from_numpy(np.tanh(x.detach().numpy()))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(dy, y)
+
+
+class NumpyTanh(nn.Tanh):
+    """``nn.Tanh`` computed by NumPy on the CPU (torch's tanh is several times slower on
+    some CPUs); elsewhere torch's. First derivatives only (no TRPO)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _NumpyTanh.apply(x) if x.device.type == "cpu" else torch.tanh(x)
+
+
 def attach(policy: nn.Module, enabled: bool = True) -> str:
     """Accelerate ``policy`` where it is exact; returns the path that will run:
     ``numpy-layers`` or ``autograd``."""

@@ -194,9 +194,15 @@ class Collector:
 
     def _step(self, t: int, active: np.ndarray | None) -> np.ndarray:
         """One vector step into row t; returns which envs finished an episode."""
-        b = self._buf
         obs = self.policy_obs()
-        actions, logp, value = self.actor.act(obs, self.rng)
+        return self.advance(t, active, obs, *self.actor.act(obs, self.rng))
+
+    def advance(self, t: int, active: np.ndarray | None, obs: np.ndarray, actions: np.ndarray,
+                logp: np.ndarray, value: np.ndarray | None) -> np.ndarray:
+        """Step the envs with the actions chosen for ``obs`` (``policy_obs()``), storing the
+        step in row t; returns which envs finished an episode. (``batched.py`` chooses the
+        actions of K seeds' collectors in one forward pass.)"""
+        b = self._buf
         next_obs, reward, terminated, truncated, _ = self.envs.step(self.actor.to_env(actions))
 
         done = terminated | truncated
@@ -217,7 +223,7 @@ class Collector:
         self.fresh = False
         return done & valid
 
-    def _account(self, T: int) -> None:
+    def account(self, T: int) -> None:
         """Episode returns and lengths (raw rewards) from the batch's first T rows, once
         per batch rather than per step: the episodes that ended go to ``pop_episodes`` in
         the order they ended; the unfinished ones carry over to the next batch.
@@ -248,25 +254,30 @@ class Collector:
         self.ep_return = sums[T - 1] - ret_base
         self.ep_length = steps[T - 1] - len_base
 
-    def _batch(self, T: int) -> Batch:
+    def batch(self, T: int, last_value: np.ndarray | None = None) -> Batch:
+        """The first T rows as a Batch (after ``account(T)``); V of the observations that
+        follow them is computed unless given."""
         b = {k: v[:T].copy() for k, v in self._buf.items()}
-        last_value = None
-        if self.with_value:
+        if not self.with_value:
+            b["values"], last_value = None, None
+        elif last_value is None:
             last_value = self.actor.value(self.policy_obs())
-        else:
-            b["values"] = None
         return Batch(**b, last_value=last_value)
 
-    def collect_steps(self, num_steps: int) -> Batch:
-        """num_steps steps of every env, continuing the running episodes."""
+    def begin_steps(self, num_steps: int) -> None:
+        """Before ``num_steps`` steps that continue the running episodes."""
         if self.stale:
             self._reset()
         if num_steps > self.capacity:
             self._alloc(num_steps)
+
+    def collect_steps(self, num_steps: int) -> Batch:
+        """num_steps steps of every env, continuing the running episodes."""
+        self.begin_steps(num_steps)
         for t in range(num_steps):
             self._step(t, None)
-        self._account(num_steps)
-        return self._batch(num_steps)
+        self.account(num_steps)
+        return self.batch(num_steps)
 
     def collect_episodes(self, per_env: int, reset_seeds: list[int] | None = None) -> Batch:
         """Exactly ``per_env`` whole episodes from every env, starting from a reset
@@ -280,9 +291,9 @@ class Collector:
                 self._alloc(2 * self.capacity)
             counts += self._step(t, counts < per_env)
             t += 1
-        self._account(t)
+        self.account(t)
         self.stale = True
-        return self._batch(t)
+        return self.batch(t)
 
     def pop_episodes(self) -> tuple[np.ndarray, np.ndarray]:
         """(returns, lengths) of the episodes finished since the last call."""

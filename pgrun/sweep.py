@@ -27,12 +27,14 @@ submitit). Whatever runs it:
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import shlex
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,10 +90,11 @@ def run_train_task(cfg: DictConfig) -> float | None:
             h.close()
 
 
-def record_start(cfg: DictConfig, run_dir: Path) -> logging.Handler:
+def record_start(cfg: DictConfig, run_dir: Path, hc: DictConfig | None = None) -> logging.Handler:
     """Write ``.hydra/`` as Hydra would have, and log into ``pgrun.log`` from now on (the
-    handler is returned, to be removed at the end of the task)."""
-    hc = HydraConfig.get()
+    handler is returned, to be removed at the end of the task). ``hc``: the job's Hydra
+    config (default: the current job's)."""
+    hc = HydraConfig.get() if hc is None else hc
     out = run_dir / ".hydra"
     out.mkdir(exist_ok=True)
     for name, node in (("config.yaml", cfg), ("hydra.yaml", OmegaConf.create({"hydra": hc})),
@@ -164,26 +167,95 @@ def _sweep_run(cfg: DictConfig, run_dir: Path, made: bool, on_start) -> float | 
     try:
         warn_unknown_keys(cfg)
         preflight_env(cfg)
+        if _deferred is not None:  # the batched launcher trains the chunk's runs together
+            _deferred.append(DeferredRun(cfg, run_dir, made, note,
+                                         copy.deepcopy(HydraConfig.get())))
+            return None
         from pgrun.train import train
 
         summary = train(cfg, run_dir, stop=flag, on_start=on_start)
     except Exception as err:  # noqa: BLE001 (recorded, listed at the end of the sweep)
-        message = f"{type(err).__name__}: {err}"
-        if not isinstance(err, ConfigError):
-            message += "\n\n" + "".join(traceback.format_exception(type(err), err,
-                                                                    err.__traceback__))
-        remove_if_made(run_dir, made)
-        try:
-            if not isinstance(err, ConfigError) and (run_dir / ".hydra" / "config.yaml").is_file():
-                write_error(run_dir, message)  # the run had started: its folder records it
-            else:  # refused: the folder stays as it was
-                atomic_write(note, lambda tmp: tmp.write_text(message + "\n"))
-        except RunFolderWriteError as again:  # a full disk: the sweep goes on all the same
-            log.error("%s", again)
-        log.error("%s: %s: %s: %s", run_dir, "refused" if isinstance(err, ConfigError)
-                  else "failed", type(err).__name__, err)
+        record_job_error(err, run_dir, made, note)
         return None
     return summary.get("final_eval_return")
+
+
+def record_job_error(err: Exception, run_dir: Path, made: bool, note: Path) -> None:
+    """A sweep job's error: in the run's folder where the run had started (error.txt),
+    else (refused) in the job's note, the folder left as it was."""
+    message = f"{type(err).__name__}: {err}"
+    if not isinstance(err, ConfigError):
+        message += "\n\n" + "".join(traceback.format_exception(type(err), err,
+                                                                err.__traceback__))
+    remove_if_made(run_dir, made)
+    try:
+        if not isinstance(err, ConfigError) and (run_dir / ".hydra" / "config.yaml").is_file():
+            write_error(run_dir, message)  # the run had started: its folder records it
+        else:  # refused: the folder stays as it was
+            atomic_write(note, lambda tmp: tmp.write_text(message + "\n"))
+    except RunFolderWriteError as again:  # a full disk: the sweep goes on all the same
+        log.error("%s", again)
+    log.error("%s: %s: %s: %s", run_dir, "refused" if isinstance(err, ConfigError)
+              else "failed", type(err).__name__, err)
+
+
+# ------------------------------------------------- seed-batched sweep jobs
+
+@dataclass
+class DeferredRun:
+    """A sweep job that passed its checks, left for ``train_deferred``."""
+
+    cfg: DictConfig
+    run_dir: Path
+    made: bool
+    note: Path
+    hydra: DictConfig
+
+
+_deferred: list[DeferredRun] | None = None
+
+
+@contextmanager
+def deferring():
+    """Within the block, sweep jobs are checked and noted but not trained: they collect in
+    the yielded list, for ``train_deferred`` (the batched launcher)."""
+    global _deferred
+    _deferred = jobs = []
+    try:
+        yield jobs
+    finally:
+        _deferred = None
+
+
+def train_deferred(jobs: list[DeferredRun]) -> list[float | None]:
+    """Train deferred jobs of one configuration (seeds differ) together
+    (``batched.train_seeds``), recording each one's outcome as a sweep job's; returns
+    their final eval returns."""
+    from pgrun.batched import train_seeds
+    from pgrun.signals import process_flag
+
+    handlers: list[logging.Handler] = []
+
+    def on_start(job: DeferredRun):
+        return lambda folder: handlers.append(record_start(job.cfg, folder, job.hydra))
+
+    try:
+        results = train_seeds([j.cfg for j in jobs], [j.run_dir for j in jobs],
+                              stop=process_flag(), on_starts=[on_start(j) for j in jobs])
+    except Exception as err:  # noqa: BLE001 (every job records it)
+        results = [err] * len(jobs)
+    finally:
+        for h in handlers:
+            logging.getLogger().removeHandler(h)
+            h.close()
+    out = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(result, Exception):
+            record_job_error(result, job.run_dir, job.made, job.note)
+            out.append(None)
+        else:
+            out.append(result.get("final_eval_return"))
+    return out
 
 
 def _job_note(run_dir: Path) -> Path:

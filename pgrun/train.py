@@ -261,49 +261,72 @@ class _Run:
             self._record_failure(err)
             raise
         finally:
-            for closable in (self.progress, self.metrics, self.evals, self.envs, self.eval_envs):
-                if closable is not None:
-                    closable.close()
+            self.close()
 
     def _loop(self) -> dict:
-        cfg, st, watch = self.cfg, self.state, self.watch
-        stop_after = cfg.checkpoint.stop_after_updates
-        log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
-        while st["step"] < self.total:
-            if self.eval_envs is not None and st["step"] >= st["next_eval"]:
-                self._eval()
-            with watch.time("rollout"):
+        self.log_start()
+        while self.state["step"] < self.total:
+            self.eval_if_due()
+            with self.watch.time("rollout"):
                 batch = self.algo.collect(self.collector)
-            bad_env = nonfinite_batch(batch)
-            if bad_env:
-                raise NonFiniteError(self._env_nonfinite_message(st["update"] + 1, bad_env))
-            with watch.time("update"):
-                stats = self.algo.update(batch, progress=st["step"] / self.total)
-            bad = nonfinite(stats, self.policy)
-            if bad:
-                raise NonFiniteError(self._nonfinite_message(st["update"] + 1, bad))
-            st["step"] += batch.num_steps
-            st["update"] += 1
-            rets, lens = self.collector.pop_episodes()
-            st["episodes"] += len(rets)
-            ret_mean, ret_std = _mean_std(rets)
-            elapsed = watch.elapsed()
-            sps = st["step"] / elapsed
-            with watch.time("log"):
-                self.metrics.write({**stats, "update": st["update"], "step": st["step"],
-                                    "episodes": st["episodes"], "time_s": elapsed, "sps": sps,
-                                    "return_mean": ret_mean, "return_std": ret_std,
-                                    "length_mean": float(lens.mean()) if len(lens) else math.nan})
-                self.progress.update(st["step"], sps, ret_mean)
-            if st["step"] >= self.total:
-                break
-            if self.stop.requested or (stop_after is not None and st["update"] >= stop_after):
-                return self._interrupted(self.stop.reason if self.stop.requested
-                                         else f"checkpoint.stop_after_updates={stop_after}")
-            every = cfg.checkpoint.every
-            if every and st["update"] % every == 0:
-                with watch.time("checkpoint"):
-                    self._save_checkpoint(complete=False)
+            self.check_batch(batch)
+            with self.watch.time("update"):
+                stats = self.algo.update(batch, progress=self.state["step"] / self.total)
+            stopped = self.after_update(batch.num_steps, stats)
+            if stopped is not None:
+                return stopped
+        return self.finish()
+
+    # The loop's steps, shared with seed-batched runs (``batched.py``).
+    def log_start(self) -> None:
+        log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
+
+    def eval_if_due(self) -> None:
+        if self.eval_envs is not None and self.state["step"] >= self.state["next_eval"]:
+            self._eval()
+
+    def check_batch(self, batch) -> None:
+        """NonFiniteError where the environment returned NaN/inf in the batch."""
+        bad_env = nonfinite_batch(batch)
+        if bad_env:
+            raise NonFiniteError(self._env_nonfinite_message(self.state["update"] + 1, bad_env))
+
+    def after_update(self, num_steps: int, stats: dict) -> dict | None:
+        """Account for an update of ``num_steps`` steps: NonFiniteError where it produced
+        NaN/inf; else log it and checkpoint when due. Returns the summary where the run
+        stops here (a signal, ``checkpoint.stop_after_updates``), else None."""
+        cfg, st, watch = self.cfg, self.state, self.watch
+        bad = nonfinite(stats, self.policy)
+        if bad:
+            raise NonFiniteError(self._nonfinite_message(st["update"] + 1, bad))
+        st["step"] += num_steps
+        st["update"] += 1
+        rets, lens = self.collector.pop_episodes()
+        st["episodes"] += len(rets)
+        ret_mean, ret_std = _mean_std(rets)
+        elapsed = watch.elapsed()
+        sps = st["step"] / elapsed
+        with watch.time("log"):
+            self.metrics.write({**stats, "update": st["update"], "step": st["step"],
+                                "episodes": st["episodes"], "time_s": elapsed, "sps": sps,
+                                "return_mean": ret_mean, "return_std": ret_std,
+                                "length_mean": float(lens.mean()) if len(lens) else math.nan})
+            self.progress.update(st["step"], sps, ret_mean)
+        if st["step"] >= self.total:
+            return None
+        stop_after = cfg.checkpoint.stop_after_updates
+        if self.stop.requested or (stop_after is not None and st["update"] >= stop_after):
+            return self._interrupted(self.stop.reason if self.stop.requested
+                                     else f"checkpoint.stop_after_updates={stop_after}")
+        every = cfg.checkpoint.every
+        if every and st["update"] % every == 0:
+            with watch.time("checkpoint"):
+                self._save_checkpoint(complete=False)
+        return None
+
+    def finish(self) -> dict:
+        """The final evaluation, checkpoint and summary of a run that used its budget."""
+        st = self.state
         if self.eval_envs is not None and (not st["eval_returns"]
                                            or st["eval_returns"][-1][0] != st["step"]):
             self._eval()
@@ -313,6 +336,11 @@ class _Run:
                  self.title, summary["wall_time_s"], summary["sps"],
                  summary["final_eval_return"], summary["steps_to_threshold"])
         return summary
+
+    def close(self) -> None:
+        for closable in (self.progress, self.metrics, self.evals, self.envs, self.eval_envs):
+            if closable is not None:
+                closable.close()
 
     def _eval(self) -> None:
         cfg, st = self.cfg, self.state

@@ -52,6 +52,7 @@ class Algorithm:
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.generators = generators  # K seeds: each seed's own torch generator
+        self.live: np.ndarray | None = None  # K seeds: which still train (batched.py)
 
     # -- what subclasses provide
     def collect(self, collector: Collector) -> Batch:
@@ -80,6 +81,13 @@ class Algorithm:
         return []
 
     # -- helpers
+    def active_seeds(self, samples) -> np.ndarray | None:
+        """For K seeds' samples, which seeds take optimizer steps (all that still train;
+        an update may drop more, e.g. PPO's early stop); None for one run."""
+        if not samples.seeds:
+            return None
+        return np.ones(samples.seeds, dtype=bool) if self.live is None else self.live.copy()
+
     @classmethod
     def stat_keys(cls) -> tuple[str, ...]:
         """What ``update`` may report: ``metrics.STAT_COLUMNS`` and ``columns``."""
@@ -133,7 +141,8 @@ def mean(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
 
 def figure(x: torch.Tensor):
     """A loss or statistic for metrics.csv: a float, or one float per seed (NumPy)."""
-    return float(x) if x.dim() == 0 else x.detach().cpu().numpy().astype(np.float64)
+    x = x.detach()
+    return float(x) if x.dim() == 0 else x.cpu().numpy().astype(np.float64)
 
 
 def approx_kl(logp: torch.Tensor, old_logp: torch.Tensor,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from pgrun.algos.base import (
@@ -112,7 +111,7 @@ class PPO(Algorithm):
         clip_eps = cfg.clip_eps * (1.0 - progress) if cfg.anneal_clip else cfg.clip_eps
         d = self.gae_tensors(batch)
         stats = Means()
-        active = np.ones(d.seeds, dtype=bool) if d.seeds else None  # K seeds: per-seed early stop
+        active = self.active_seeds(d)  # K seeds: which take steps (per-seed early stop)
         for mb in d.minibatches(cfg.num_epochs, cfg.num_minibatches):
             dist, values = self.policy(mb["obs"])
             logp, old_logp, w = dist.log_prob(mb["actions"]), mb["logp"], mb.w

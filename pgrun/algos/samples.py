@@ -58,7 +58,8 @@ class SeedSamples:
         self.sizes = [len(next(iter(d.values()))) for d in per_seed]
         self.generators = generators
         self.tensors = {name: pad_stack([d[name] for d in per_seed]) for name in per_seed[0]}
-        self.w = weights(self.sizes, max(self.sizes), self.tensors[name].device)
+        device = next(iter(self.tensors.values())).device
+        self.w = weights(self.sizes, max(self.sizes), device)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.tensors[name]

@@ -1,0 +1,351 @@
+"""Seed-batched training: the K seeds of one configuration in one process.
+
+Each seed is its own run — its own run folder, environments, normalizers, generators,
+metrics, evaluations, checkpoints and summary, built by ``train._Run`` exactly as it would
+be built alone — and the two costly steps are done for all K together:
+
+* acting: the K seeds' observations go through the seed-stacked policy (``stack.py``) in
+  one forward pass, each seed's actions drawn from its own generator;
+* the update: the algorithm's update runs once on the K seeds' batches (``samples.py``):
+  per-seed advantage normalization, minibatch shuffles (each seed's own torch generator),
+  gradient clipping, early stopping and Adam state; the losses of the K seeds are summed,
+  so autograd gives each seed the gradient of its own loss.
+
+A seed whose update or environment produces NaN/inf stops alone (``failed``, its last good
+checkpoint kept) while the others go on. A signal stops all of them at the next update
+boundary with a checkpoint each; run again, each resumes from its own checkpoint — alone
+or batched again (a seed's checkpoint has the format of a run trained alone). Runs whose
+checkpoints are at different updates are trained in separate groups.
+
+Seed-batched: algorithms with ``seed_batched`` (PPO) and the built-in mlp and tabular
+bodies; the rest is refused with a clear error (use ``hydra/launcher=local``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from pgrun.accelerate import attach
+from pgrun.algos import ALGORITHMS
+from pgrun.config import ConfigError, validate
+from pgrun.envs import make_vec_env
+from pgrun.envs.extras import check_env_dependencies, env_id_of
+from pgrun.lock import RunLock
+from pgrun.policies import action_bounds, resolve_kind
+from pgrun.resume import plan_run
+from pgrun.rollout import Actor, Batch, Collector
+from pgrun.signals import StopFlag, stop_on_signals
+from pgrun.stack import SeedStack
+from pgrun.train import NonFiniteError, _Run
+
+log = logging.getLogger("pgrun")
+
+# the stack's gradients are strided views of the K × n gradient buffer, by design
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+
+
+def without_seed(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k != "seed"}
+
+
+def check_batchable(cfg: DictConfig) -> None:
+    """A ConfigError unless the configuration can be seed-batched."""
+    algo_cls = ALGORITHMS[cfg.algo.name]
+    if not algo_cls.seed_batched:
+        names = ", ".join(n for n, a in ALGORITHMS.items() if a.seed_batched)
+        raise ConfigError(f"seed batching (hydra/launcher=batched) supports algo={names}; "
+                          f"algo={cfg.algo.name} is not supported yet. Run this sweep with "
+                          "hydra/launcher=local (one process per seed) instead.")
+    if cfg.policy.get("module"):
+        raise ConfigError("seed batching (hydra/launcher=batched) runs the built-in mlp and "
+                          f"tabular policies; policy.module={cfg.policy.module} is not "
+                          "supported yet. Run this sweep with hydra/launcher=local instead.")
+    envs = make_vec_env(cfg.env, 1)
+    try:
+        kind = resolve_kind(cfg.policy.get("kind", "auto"), envs.single_observation_space)
+    finally:
+        envs.close()
+    if kind not in ("mlp", "tabular"):
+        raise ConfigError(f"seed batching (hydra/launcher=batched) runs the built-in mlp and "
+                          f"tabular policies; policy.kind={kind} is not supported yet. Run "
+                          "this sweep with hydra/launcher=local instead.")
+
+
+def train_seeds(cfgs: list[DictConfig], run_dirs: list[Path], stop: StopFlag | None = None,
+                on_starts=None) -> list[dict | Exception]:
+    """Train the runs ``cfgs`` (one configuration, different seeds) into ``run_dirs``
+    together; returns, per run, its summary or the exception that stopped it (a
+    ConfigError for a refusal, which leaves its folder as it was). ``on_starts[i]`` is run
+    i's ``on_start`` (``train.train``)."""
+    results: list[dict | Exception | None] = [None] * len(cfgs)
+    on_starts = on_starts or [None] * len(cfgs)
+    configs = []
+    for i, cfg in enumerate(cfgs):
+        try:
+            validate(cfg)
+            check_env_dependencies(env_id_of(cfg.env))
+        except ConfigError as err:
+            results[i] = err
+        configs.append(OmegaConf.to_container(cfg, resolve=True))
+    todo = [i for i, r in enumerate(results) if r is None]
+    if not todo:
+        return results
+    if any(without_seed(configs[i]) != without_seed(configs[todo[0]]) for i in todo):
+        raise ValueError("train_seeds: the runs differ in more than their seed")
+    try:
+        check_batchable(cfgs[todo[0]])
+    except ConfigError as err:
+        return [r if r is not None else err for r in results]
+    with contextlib.ExitStack() as locks:
+        groups: dict[int, list[tuple[int, object]]] = {}
+        for i in todo:
+            try:
+                plan = plan_run(run_dirs[i], configs[i], cfgs[i].resume)
+                if plan.action != "skip":
+                    Path(run_dirs[i]).mkdir(parents=True, exist_ok=True)
+                    locks.enter_context(RunLock(Path(run_dirs[i])))
+                    plan = plan_run(run_dirs[i], configs[i], cfgs[i].resume)
+            except ConfigError as err:
+                results[i] = err
+                continue
+            if plan.action == "skip":
+                log.info("%s: already complete with this configuration; nothing to do",
+                         run_dirs[i])
+                results[i] = plan.summary
+                continue
+            start = plan.checkpoint["update"] if plan.checkpoint is not None else 0
+            groups.setdefault(start, []).append((i, plan))
+        for members in groups.values():
+            if stop is None:
+                with stop_on_signals() as flag:
+                    out = _train_group(cfgs, run_dirs, configs, members, flag, on_starts)
+            else:
+                out = _train_group(cfgs, run_dirs, configs, members, stop, on_starts)
+            for (i, _), result in zip(members, out, strict=True):
+                results[i] = result
+    return results
+
+
+def _train_group(cfgs, run_dirs, configs, members, stop, on_starts) -> list[dict | Exception]:
+    runs = [_Run(cfgs[i], Path(run_dirs[i]), configs[i], plan, stop, on_starts[i])
+            for i, plan in members]
+    try:
+        return SeedBatch(runs).run()
+    finally:
+        for r in runs:
+            r.close()
+
+
+class _RowOptimizer:
+    """Seed k's part of a seed-stacked optimizer (one parameter tensor per seed), with
+    the ``state_dict`` format of the optimizer of a run trained alone."""
+
+    def __init__(self, opt: torch.optim.Optimizer, k: int):
+        self.opt, self.k = opt, k
+        self.param = opt.param_groups[0]["params"][k]
+
+    def state_dict(self) -> dict:
+        group = {key: v for key, v in self.opt.param_groups[0].items() if key != "params"}
+        state = self.opt.state.get(self.param)
+        return {"state": {0: {n: v.clone() for n, v in state.items()}} if state else {},
+                "param_groups": [group | {"params": [0]}]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        state = state_dict["state"].get(0)
+        if state:
+            self.opt.state[self.param] = {
+                n: v.to(self.param.device) if n != "step" or torch.is_tensor(v) else v
+                for n, v in state.items()}
+
+
+class _SeedAlgorithm:
+    """What a seed's ``_Run`` sees of the K seeds' algorithm: its optimizers' state."""
+
+    def __init__(self, algo, k: int):
+        self.algo, self.k = algo, k
+
+    def optimizers(self) -> dict[str, _RowOptimizer]:
+        return {name: _RowOptimizer(opt, self.k) for name, opt in self.algo.optimizers().items()}
+
+    def state_dict(self) -> dict:
+        return self.algo.state_dict()
+
+
+class _SeedRngs:
+    """The K seeds' action generators as one: a draw of shape (K, …) stacks each seed's
+    own draw, so seed k's actions are those it would sample alone."""
+
+    def __init__(self, generators: list[np.random.Generator]):
+        self.generators = generators
+
+    def random(self, shape):
+        return np.stack([g.random(shape[1:]) for g in self.generators])
+
+    def standard_normal(self, shape, dtype=np.float64):
+        return np.stack([g.standard_normal(shape[1:], dtype=dtype) for g in self.generators])
+
+
+class SeedBatch:
+    """K seeds' ``_Run``\\ s stepped together (module docstring)."""
+
+    def __init__(self, runs: list[_Run]):
+        self.runs = runs
+        self.results: list[dict | Exception | None] = [None] * len(runs)
+
+    def _setup(self) -> None:
+        self.generators = []
+        for r in self.runs:
+            r._setup()  # seeds the global generators as the run alone would, then builds
+            gen = torch.Generator()
+            gen.set_state(torch.get_rng_state())  # where the run's minibatch shuffles go on
+            self.generators.append(gen)
+        first = self.runs[0]
+        cfg = first.cfg
+        self.stack = SeedStack([r.policy for r in self.runs], cfg.get("accelerate", True))
+        algo_cls = ALGORITHMS[cfg.algo.name]
+        self.algo = algo_cls(cfg.algo, self.stack, cfg.env.num_envs, first.device,
+                             generators=self.generators)
+        for k, r in enumerate(self.runs):
+            seed_algo = _SeedAlgorithm(self.algo, k)
+            for name, opt in r.algo.optimizers().items():  # restored from a checkpoint
+                seed_algo.optimizers()[name].load_state_dict(opt.state_dict())
+            r.algo = seed_algo
+            attach(r.policy, cfg.get("accelerate", True))  # evaluation reads the rebound rows
+            r.update_path = f"seed-batched ({len(self.runs)} seeds)"
+        envs = first.envs
+        self.actor = Actor(self.stack, envs.single_observation_space, envs.single_action_space,
+                           action_bounds(cfg.policy, envs.single_action_space), first.device)
+        self.rngs = _SeedRngs([r.collector.rng for r in self.runs])
+        self.live = np.ones(len(self.runs), dtype=bool)
+        self.last_batches: list[Batch | None] = [None] * len(self.runs)
+
+    def run(self) -> list[dict | Exception]:
+        try:
+            self._setup()
+            self._loop()
+        except ConfigError as err:
+            return [err] * len(self.runs)
+        except Exception as err:
+            for k, r in enumerate(self.runs):
+                if self.results[k] is None:
+                    r._record_failure(err)
+            raise
+        return self.results
+
+    def _fail(self, k: int, err: Exception) -> None:
+        self.runs[k]._record_failure(err)
+        log.error("%s: %s", self.runs[k].title, err)
+        self.results[k] = err
+        self.live[k] = False
+        self.runs[k].close()
+
+    def _timed(self, name: str, t0: float) -> None:
+        """Charge the time since t0 to phase ``name`` of every live run."""
+        dt = time.perf_counter() - t0
+        for k, r in enumerate(self.runs):
+            if self.live[k]:
+                r.watch.totals[name] = r.watch.totals.get(name, 0.0) + dt
+
+    def _collect(self, num_steps: int) -> list[Batch]:
+        """``num_steps`` steps of every live seed's envs, acting for all in one pass."""
+        live = [k for k in range(len(self.runs)) if self.live[k]]
+        collectors: list[Collector] = [self.runs[k].collector for k in live]
+        for c in collectors:
+            c.begin_steps(num_steps)
+        rngs = _SeedRngs([c.rng for c in collectors])
+        stack_rows = torch.as_tensor(live)
+        for t in range(num_steps):
+            obs = np.stack([c.policy_obs() for c in collectors])
+            actions, logp, value = self._act(obs, rngs, stack_rows)
+            for j, c in enumerate(collectors):
+                c.advance(t, None, obs[j], actions[j], logp[j],
+                          None if value is None else value[j])
+        last = None
+        if collectors[0].with_value:
+            last = self._value(np.stack([c.policy_obs() for c in collectors]), stack_rows)
+        for j, (k, c) in enumerate(zip(live, collectors, strict=True)):
+            c.account(num_steps)
+            self.last_batches[k] = c.batch(num_steps, None if last is None else last[j])
+        return self.last_batches
+
+    def _full(self, obs: np.ndarray, rows: torch.Tensor) -> np.ndarray:
+        """Observations of the live seeds placed in a K-seed array (dead seeds get a copy
+        of the first live seed's: their outputs are ignored)."""
+        if len(rows) == len(self.runs):
+            return obs
+        full = np.repeat(obs[:1], len(self.runs), axis=0)
+        full[rows.numpy()] = obs
+        return full
+
+    def _act(self, obs, rngs, rows):
+        full = self._full(obs, rows)
+        if len(rows) == len(self.runs):
+            return self.actor.act(full, rngs)
+        draws = _SeedRngs([self.runs[k].collector.rng if self.live[k] else np.random.default_rng(0)
+                           for k in range(len(self.runs))])
+        actions, logp, value = self.actor.act(full, draws)
+        idx = rows.numpy()
+        return actions[idx], logp[idx], None if value is None else value[idx]
+
+    def _value(self, obs, rows):
+        return self.actor.value(self._full(obs, rows))[rows.numpy()]
+
+    def _loop(self) -> None:
+        first = self.runs[0]
+        for r in self.runs:
+            r.log_start()
+        while self.live.any():
+            for k, r in enumerate(self.runs):
+                if self.live[k]:
+                    r.eval_if_due()
+            t0 = time.perf_counter()
+            batches = self._collect(first.cfg.algo.num_steps)
+            self._timed("rollout", t0)
+            for k, r in enumerate(self.runs):
+                if self.live[k]:
+                    try:
+                        r.check_batch(batches[k])
+                    except NonFiniteError as err:
+                        self._fail(k, err)
+            if not self.live.any():
+                break
+            live_k = int(np.argmax(self.live))
+            progress = self.runs[live_k].state["step"] / first.total
+            self.algo.live = self.live.copy()
+            t0 = time.perf_counter()
+            stats = self.algo.update([b if b is not None else batches[live_k] for b in batches],
+                                     progress=progress)
+            self._timed("update", t0)
+            for k, r in enumerate(self.runs):
+                if not self.live[k]:
+                    continue
+                try:
+                    stopped = r.after_update(batches[k].num_steps, seed_stats(stats, k))
+                except NonFiniteError as err:
+                    self._fail(k, err)
+                    continue
+                if stopped is not None:
+                    self.results[k] = stopped
+                    self.live[k] = False
+                elif r.state["step"] >= r.total:
+                    self.results[k] = r.finish()
+                    self.live[k] = False
+
+
+def seed_stats(stats: dict, k: int) -> dict:
+    """Seed k's figures from an update's per-seed ones (NumPy arrays) and shared ones."""
+    out = {}
+    for key, value in stats.items():
+        if isinstance(value, np.ndarray) and value.ndim:
+            value = value[k]
+            value = int(value) if key == "grad_steps" else float(value)
+        out[key] = value
+    return out

@@ -1,0 +1,111 @@
+"""K seeds' policies as one module with a leading seed dimension (seed-batched runs).
+
+``SeedStack(policies)`` takes K policies of one architecture (each built and initialized
+as its seed's run would build it) and returns a copy of the first whose layers hold the
+K seeds' parameters stacked: a Linear's weight is K × out × in and its forward is one
+batched matrix product, y[k] = x[k] W[k]ᵀ + b[k] (``torch.baddbmm``); a table is K × n × d,
+y[k, i] = T[k, s_{k,i}]; any other parameter (a Gaussian's free log σ) is K × 1 × … and
+broadcasts over the samples. The module's own code — ``ActorCritic.forward``, its heads,
+distributions — runs unchanged on observations shaped (K, B, …) and returns distributions
+and values shaped (K, B): seed k's outputs depend only on seed k's parameters and inputs.
+
+The stack is flattened seed-major (``flat.py``: a K × n buffer whose row k is laid out as
+seed k's module alone would be), and each seed's own module is rebound to its row: the K
+modules and the stack share storage, so a checkpoint, an evaluation or a NaN check of seed
+k reads seed k's current parameters with no copying.
+
+Built-in mlp and tabular bodies are supported; a CNN body or a user's module is refused
+with a clear error (``check_stackable``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from pgrun.accelerate import NumpyTanh
+from pgrun.config import ConfigError
+from pgrun.flat import flat_parameters
+from pgrun.policies import ActorCritic
+
+
+class StackedLinear(nn.Module):
+    """K Linear layers, one per seed: (K, B, in) → (K, B, out)."""
+
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class StackedEmbedding(nn.Module):
+    """K tables, one per seed: int rows (K, B) → (K, B, d)."""
+
+    def __init__(self, tables: list[nn.Embedding]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([table.weight.detach() for table in tables]))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        seeds = torch.arange(len(self.weight), device=idx.device).unsqueeze(1)
+        return self.weight[seeds, idx]
+
+
+def check_stackable(policy: nn.Module) -> None:
+    """A ConfigError unless ``policy`` is a built-in mlp or tabular ``ActorCritic``."""
+    if not isinstance(policy, ActorCritic) or policy.kind not in ("mlp", "tabular"):
+        what = (f"policy.kind={policy.kind}" if isinstance(policy, ActorCritic)
+                else f"the policy module {type(policy).__name__}")
+        raise ConfigError(f"seed batching (hydra/launcher=batched) runs the built-in mlp and "
+                          f"tabular policies; {what} is not supported yet. Run this sweep "
+                          "with hydra/launcher=local (one process per seed) instead.")
+
+
+def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, nn.Module],
+                   accelerate: bool) -> None:
+    """Replace, in ``target`` (a copy of sources[0]), every Linear and Embedding by its
+    stacked version and every other parameter by the K seeds' values, K × 1 × … (a module
+    shared within the policy, such as a shared body, is stacked once); with
+    ``accelerate``, tanh layers by NumPy's (``accelerate.NumpyTanh``)."""
+    for name, child in list(target.named_children()):
+        if id(child) in done:
+            setattr(target, name, done[id(child)])
+            continue
+        peers = [getattr(s, name) for s in sources]
+        if isinstance(child, nn.Linear):
+            new = StackedLinear(peers)
+        elif isinstance(child, nn.Embedding):
+            new = StackedEmbedding(peers)
+        elif accelerate and type(child) is nn.Tanh:
+            new = NumpyTanh()
+        else:
+            new = child
+            _stack_modules(child, peers, done, accelerate)
+        done[id(child)] = new
+        setattr(target, name, new)
+    for name, param in list(target.named_parameters(recurse=False)):
+        stacked = torch.stack([getattr(s, name).detach() for s in sources])
+        setattr(target, name, nn.Parameter(stacked.unsqueeze(1)))
+
+
+def SeedStack(policies: list[nn.Module], accelerate: bool = True) -> nn.Module:  # noqa: N802
+    """The K policies as one seed-stacked module; the K modules are rebound to its rows
+    (module docstring). Every policy must have the first one's architecture.
+    ``accelerate``: tanh by NumPy on the CPU (the ``accelerate`` setting)."""
+    for policy in policies:
+        check_stackable(policy)
+    seeds = len(policies)
+    first = policies[0]
+    stack = copy.deepcopy(first)  # ActorCritic.__getstate__: no accelerator, no flat buffers
+    _stack_modules(stack, policies, {}, accelerate)
+    stack.accelerator = None
+    flat = flat_parameters(stack, seeds=seeds)
+    for k, policy in enumerate(policies):
+        solo = flat_parameters(policy, storage=(flat.data[k], flat.grad[k]))
+        if solo.slices != flat.slices:
+            raise ValueError("the seeds' policies differ in architecture")
+    return stack
