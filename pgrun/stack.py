@@ -87,7 +87,7 @@ def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, 
             _stack_modules(child, peers, done, accelerate)
         done[id(child)] = new
         setattr(target, name, new)
-    for name, param in list(target.named_parameters(recurse=False)):
+    for name, _ in list(target.named_parameters(recurse=False)):
         stacked = torch.stack([getattr(s, name).detach() for s in sources])
         setattr(target, name, nn.Parameter(stacked.unsqueeze(1)))
 

@@ -17,10 +17,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from pgrun.algos.samples import Samples, SeedSamples, minibatches  # noqa: F401 (re-exported)
 from pgrun.flat import flat_parameters
 from pgrun.metrics import STAT_COLUMNS
 from pgrun.policies import parameters_by_role
-from pgrun.algos.samples import Samples, SeedSamples, minibatches  # noqa: F401 (re-exported)
 from pgrun.returns import batch_gae
 from pgrun.rollout import Batch, Collector
 
