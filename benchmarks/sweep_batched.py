@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--out", type=Path, help="append the results (JSON lines) here")
+    parser.add_argument("--no-sb3", action="store_true", help="pgrun's two launchers only")
     args = parser.parse_args()
     print(f"{args.seeds} seeds × PPO, {args.steps:,} steps each; {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -125,19 +126,23 @@ def main() -> None:
                                         Path(tmp) / f"{env_id}-{launcher}")
                 print(f"{env_id} {launcher:>8}: {r[launcher]['wall_s']:7.1f} s wall, "
                       f"{r[launcher]['cpu_s']:7.1f} s CPU", flush=True)
-            r["sb3"] = run_sb3(env_id, args.seeds, args.steps)
-            print(f"{env_id} sb3 (2 at a time): {r['sb3']['wall_s']:7.1f} s wall, "
-                  f"{r['sb3']['cpu_s']:7.1f} s CPU", flush=True)
+            if not args.no_sb3:
+                r["sb3"] = run_sb3(env_id, args.seeds, args.steps)
+                print(f"{env_id} sb3 (2 at a time): {r['sb3']['wall_s']:7.1f} s wall, "
+                      f"{r['sb3']['cpu_s']:7.1f} s CPU", flush=True)
             for key in ("wall_s", "cpu_s"):
                 r[f"batched_over_local_{key}"] = round(r["batched"][key] / r["local"][key], 3)
-                r[f"sb3_over_batched_{key}"] = round(r["sb3"][key] / r["batched"][key], 2)
+                if "sb3" in r:
+                    r[f"sb3_over_batched_{key}"] = round(r["sb3"][key] / r["batched"][key], 2)
             r["load_after"] = os.getloadavg()[0]
             print(f"{env_id}: batched / local = {r['batched_over_local_wall_s']:.2f} wall, "
-                  f"{r['batched_over_local_cpu_s']:.2f} CPU (target ≤ 0.5); SB3 / batched = "
-                  f"{r['sb3_over_batched_wall_s']:.1f} wall, {r['sb3_over_batched_cpu_s']:.1f} "
-                  f"CPU (target ≥ 10); load average {r['load_after']:.2f}; final evals "
-                  f"local {r['local']['final_eval']}, batched {r['batched']['final_eval']}, "
-                  f"SB3 {r['sb3']['final_eval']}", flush=True)
+                  f"{r['batched_over_local_cpu_s']:.2f} CPU (target ≤ 0.5); load average "
+                  f"{r['load_after']:.2f}; final evals local {r['local']['final_eval']}, "
+                  f"batched {r['batched']['final_eval']}", flush=True)
+            if "sb3" in r:
+                print(f"{env_id}: SB3 / batched = {r['sb3_over_batched_wall_s']:.1f} wall, "
+                      f"{r['sb3_over_batched_cpu_s']:.1f} CPU (target ≥ 10); SB3 final evals "
+                      f"{r['sb3']['final_eval']}", flush=True)
             if args.out:
                 with args.out.open("a") as f:
                     f.write(json.dumps(r) + "\n")

@@ -34,6 +34,7 @@ from torch import nn
 
 from pgrun.flat import flat_parameters
 from pgrun.policies import ACTIVATIONS, ActorCritic, OneHot, StateIndex
+from pgrun.stack import StackedEmbedding, StackedLinear
 
 _ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
 
@@ -41,33 +42,42 @@ _ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
 # ---------------------------------------------------------------------------- layers
 # Each layer: ``params`` (the torch parameters it reads, in order), ``forward(x) -> (y,
 # cache)`` and ``backward(dy, cache, need_dx) -> (dx, grads)``; nothing is kept between
-# calls except the parameters' NumPy views.
+# calls except the parameters' NumPy views. The layers of a seed-stacked policy
+# (``stack.py``) carry a leading seed dimension K in their parameters and activations:
+# dense y[k] = x[k] W[k]ᵀ + b[k], table y[k, i] = T[k, s_{k,i}], the same formulas per seed.
 
 class Dense:
-    def __init__(self, layer: nn.Linear):
+    def __init__(self, layer: nn.Linear | StackedLinear):
         self.params = [layer.weight, layer.bias]
-        self.w, self.b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+        self.w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+        self.b = b if b.ndim == 1 else b[:, None, :]  # K seeds: broadcast over the samples
 
     def forward(self, x):
-        y = x @ self.w.T
+        y = x @ np.swapaxes(self.w, -1, -2)
         y += self.b
         return y, x
 
     def backward(self, dy, x, need_dx):
-        return (dy @ self.w if need_dx else None), [dy.T @ x, np.add.reduce(dy, axis=0)]
+        return (dy @ self.w if need_dx else None), [np.swapaxes(dy, -1, -2) @ x,
+                                                    np.add.reduce(dy, axis=-2)]
 
 
 class Table:
-    def __init__(self, layer: nn.Embedding):
+    def __init__(self, layer: nn.Embedding | StackedEmbedding):
         self.params = [layer.weight]
         self.table = layer.weight.detach().numpy()
 
+    def _index(self, idx):
+        if self.table.ndim == 2:
+            return idx
+        return np.arange(len(self.table))[:, None], idx  # K seeds: seed k's table for row k
+
     def forward(self, idx):
-        return self.table[idx], idx
+        return self.table[self._index(idx)], idx
 
     def backward(self, dy, idx, need_dx):
         grad = np.zeros_like(self.table)
-        np.add.at(grad, idx, dy)
+        np.add.at(grad, self._index(idx), dy)
         return None, [grad]
 
 
@@ -121,9 +131,9 @@ def layers_of(*modules: nn.Module) -> list | None:
     out: list = []
     for module in modules:
         for layer in module.modules():
-            if isinstance(layer, nn.Linear):
+            if isinstance(layer, nn.Linear | StackedLinear):
                 out.append(Dense(layer))
-            elif isinstance(layer, nn.Embedding):
+            elif isinstance(layer, nn.Embedding | StackedEmbedding):
                 out.append(Table(layer))
             elif isinstance(layer, StateIndex | OneHot):
                 out.append(Inputs(layer))
@@ -171,7 +181,7 @@ class _OutputsFn(torch.autograd.Function):
         ctx.acc, ctx.tape, ctx.mode = acc, tape, mode
         if mode == "pi":
             return torch.from_numpy(z)
-        v = torch.from_numpy(np.ascontiguousarray(v[:, 0]))
+        v = torch.from_numpy(np.ascontiguousarray(v[..., 0]))
         return v if mode == "v" else (torch.from_numpy(z), v)
 
     @staticmethod
@@ -233,8 +243,9 @@ class Accelerator:
         for tower, name, dy in ((self.pi, "pi", dz), (self.v, "v", dv)):
             if dy is None or name not in tape:
                 continue
-            dx, tower_grads = tower.backward(dy.reshape(len(dy), -1), tape[name],
-                                             need_dx=self.shared)
+            if name == "v":
+                dy = dy[..., None]  # V is the tower's single output
+            dx, tower_grads = tower.backward(dy, tape[name], need_dx=self.shared)
             grads.update(zip(map(id, tower.params), tower_grads, strict=True))
             if self.shared:
                 dh = dx if dh is None else dh + dx
@@ -248,38 +259,15 @@ class Accelerator:
     def outputs(self, obs: torch.Tensor):
         if not torch.is_grad_enabled():
             z, v, _ = self.forward(obs.numpy(), "pi" if self.v is None else "both")
-            return torch.from_numpy(z), None if v is None else torch.from_numpy(v[:, 0].copy())
+            return torch.from_numpy(z), None if v is None else torch.from_numpy(v[..., 0].copy())
         if self.v is None:
             return _OutputsFn.apply(obs, self, "pi", *self.params), None
         return _OutputsFn.apply(obs, self, "both", *self.params)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled():
-            return torch.from_numpy(self.forward(obs.numpy(), "v")[1][:, 0].copy())
+            return torch.from_numpy(self.forward(obs.numpy(), "v")[1][..., 0].copy())
         return _OutputsFn.apply(obs, self, "v", *self.params)
-
-
-class _NumpyTanh(torch.autograd.Function):
-    """tanh whose forward is NumPy's; backward ∂L/∂x = ∂L/∂y ⊙ (1 − y²)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.from_numpy(np.tanh(x.detach().numpy()))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(dy, y)
-
-
-class NumpyTanh(nn.Tanh):
-    """``nn.Tanh`` computed by NumPy on the CPU (torch's tanh is several times slower on
-    some CPUs); elsewhere torch's. First derivatives only (no TRPO)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _NumpyTanh.apply(x) if x.device.type == "cpu" else torch.tanh(x)
 
 
 def attach(policy: nn.Module, enabled: bool = True) -> str:

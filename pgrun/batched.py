@@ -209,7 +209,8 @@ class SeedBatch:
             self.generators.append(gen)
         first = self.runs[0]
         cfg = first.cfg
-        self.stack = SeedStack([r.policy for r in self.runs], cfg.get("accelerate", True))
+        self.stack = SeedStack([r.policy for r in self.runs])
+        path = attach(self.stack, cfg.get("accelerate", True))
         algo_cls = ALGORITHMS[cfg.algo.name]
         self.algo = algo_cls(cfg.algo, self.stack, cfg.env.num_envs, first.device,
                              generators=self.generators)
@@ -219,7 +220,7 @@ class SeedBatch:
                 seed_algo.optimizers()[name].load_state_dict(opt.state_dict())
             r.algo = seed_algo
             attach(r.policy, cfg.get("accelerate", True))  # evaluation reads the rebound rows
-            r.update_path = f"seed-batched ({len(self.runs)} seeds)"
+            r.update_path = f"seed-batched ({len(self.runs)} seeds, {path})"
         envs = first.envs
         self.actor = Actor(self.stack, envs.single_observation_space, envs.single_action_space,
                            action_bounds(cfg.policy, envs.single_action_space), first.device)

@@ -15,7 +15,8 @@ modules and the stack share storage, so a checkpoint, an evaluation or a NaN che
 k reads seed k's current parameters with no copying.
 
 Built-in mlp and tabular bodies are supported; a CNN body or a user's module is refused
-with a clear error (``check_stackable``).
+with a clear error (``check_stackable``). On the CPU the optional accelerator runs the
+stack too (``accelerate.py``: its NumPy layers take the leading seed dimension).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import copy
 import torch
 from torch import nn
 
-from pgrun.accelerate import NumpyTanh
 from pgrun.config import ConfigError
 from pgrun.flat import flat_parameters
 from pgrun.policies import ActorCritic
@@ -65,12 +65,10 @@ def check_stackable(policy: nn.Module) -> None:
                           "with hydra/launcher=local (one process per seed) instead.")
 
 
-def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, nn.Module],
-                   accelerate: bool) -> None:
+def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, nn.Module]) -> None:
     """Replace, in ``target`` (a copy of sources[0]), every Linear and Embedding by its
     stacked version and every other parameter by the K seeds' values, K × 1 × … (a module
-    shared within the policy, such as a shared body, is stacked once); with
-    ``accelerate``, tanh layers by NumPy's (``accelerate.NumpyTanh``)."""
+    shared within the policy, such as a shared body, is stacked once)."""
     for name, child in list(target.named_children()):
         if id(child) in done:
             setattr(target, name, done[id(child)])
@@ -80,11 +78,9 @@ def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, 
             new = StackedLinear(peers)
         elif isinstance(child, nn.Embedding):
             new = StackedEmbedding(peers)
-        elif accelerate and type(child) is nn.Tanh:
-            new = NumpyTanh()
         else:
             new = child
-            _stack_modules(child, peers, done, accelerate)
+            _stack_modules(child, peers, done)
         done[id(child)] = new
         setattr(target, name, new)
     for name, _ in list(target.named_parameters(recurse=False)):
@@ -92,16 +88,15 @@ def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, 
         setattr(target, name, nn.Parameter(stacked.unsqueeze(1)))
 
 
-def SeedStack(policies: list[nn.Module], accelerate: bool = True) -> nn.Module:  # noqa: N802
+def SeedStack(policies: list[nn.Module]) -> nn.Module:  # noqa: N802 (a constructor)
     """The K policies as one seed-stacked module; the K modules are rebound to its rows
-    (module docstring). Every policy must have the first one's architecture.
-    ``accelerate``: tanh by NumPy on the CPU (the ``accelerate`` setting)."""
+    (module docstring). Every policy must have the first one's architecture."""
     for policy in policies:
         check_stackable(policy)
     seeds = len(policies)
     first = policies[0]
     stack = copy.deepcopy(first)  # ActorCritic.__getstate__: no accelerator, no flat buffers
-    _stack_modules(stack, policies, {}, accelerate)
+    _stack_modules(stack, policies, {})
     stack.accelerator = None
     flat = flat_parameters(stack, seeds=seeds)
     for k, policy in enumerate(policies):
