@@ -45,9 +45,10 @@ def _batched(tmp_path, seeds, *overrides, name="b"):
                                    ["env=Pendulum-v1", "algo.num_steps=64",
                                     "env.num_envs=4", "algo.num_minibatches=4"],
                                    ["accelerate=false", "policy.shared=true"],
-                                   ["env=GridWorld-v0", "algo.num_minibatches=2"]],
+                                   ["env=GridWorld-v0", "algo.num_minibatches=2"],
+                                   ["algo=vpg", "algo.vf_iters=10", "algo.max_grad_norm=0.5"]],
                          ids=["cartpole", "cartpole-target-kl", "pendulum-normalized",
-                              "autograd-shared-body", "tabular"])
+                              "autograd-shared-body", "tabular", "vpg"])
 def test_batched_seeds_compute_what_each_seed_computes_alone(tmp_path, extra):
     """The K seeds' metrics.csv rows match the runs alone: same episodes, the same losses
     (to float rounding of a batched matrix product), the same early stops per seed."""
@@ -65,7 +66,7 @@ def test_batched_seeds_compute_what_each_seed_computes_alone(tmp_path, extra):
         rows = 1 if "algo.target_kl=0.002" in extra else 3 if "accelerate=false" in extra \
             else len(a)
         counts = ["step", "episodes", "grad_steps"]
-        assert (a[counts].iloc[:rows] == b[counts].iloc[:rows]).all().all()
+        pd.testing.assert_frame_equal(a[counts].iloc[:rows], b[counts].iloc[:rows])
         figures = ["policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl"]
         np.testing.assert_allclose(b[figures].iloc[:min(rows, 2)], a[figures].iloc[:min(rows, 2)],
                                    rtol=2e-3, atol=1e-5)
@@ -147,8 +148,8 @@ def test_a_stopped_batch_resumes_each_seed_from_its_checkpoint(tmp_path):
 
 
 def test_unsupported_configurations_are_refused_without_writing(tmp_path):
-    with pytest.raises(ConfigError, match="algo=ppo"):
-        batched.check_batchable(compose_config("algo=vpg"))
+    with pytest.raises(ConfigError, match="algo=vpg, ppo"):
+        batched.check_batchable(compose_config("algo=trpo"))
     results, dirs = _batched(tmp_path, [0, 1], "algo=reinforce", *SMALL)
     assert all(isinstance(r, ConfigError) for r in results)
     assert "hydra/launcher=local" in str(results[0])
@@ -173,7 +174,7 @@ def test_batched_sweep_from_the_command_line(tmp_path):
     assert again.returncode == 0 and "3 skipped (already complete)" in again.stdout
 
     refused = tmp_path / "refused"
-    out = run_cli("train", "-m", "hydra/launcher=batched", "algo=vpg", "seed=0,1", *SMALL,
+    out = run_cli("train", "-m", "hydra/launcher=batched", "algo=trpo", "seed=0,1", *SMALL,
                   f"hydra.sweep.dir={refused}")
     assert out.returncode == 1
     assert "seed batching" in out.stderr and "hydra/launcher=local" in out.stderr

@@ -15,6 +15,8 @@ from pgrun.algos.base import (
     adam,
     entropy_term,
     explained_variance,
+    figure,
+    mean,
     normalize,
     set_lr,
     step,
@@ -40,42 +42,46 @@ class VPGConfig:
     anneal_lr: bool = False
 
 
-def policy_gradient_loss(logp, adv):
+def policy_gradient_loss(logp, adv, w=None):
     """L_π = −E_t[log π_θ(a_t|s_t) Â_t]: its gradient is the score-function estimator."""
-    return -(logp * adv).mean()
+    return -mean(logp * adv, w)
 
 
 class VPG(Algorithm):
     name = "vpg"
     Config = VPGConfig
+    seed_batched = True
 
-    def __init__(self, cfg, policy, num_envs, device="cpu"):
-        super().__init__(cfg, policy, num_envs, device)
+    def __init__(self, cfg, policy, num_envs, device="cpu", generators=None):
+        super().__init__(cfg, policy, num_envs, device, generators)
         self.pi_opt = adam(policy, "policy", self.cfg.lr)
         self.v_opt = adam(policy, "value", self.cfg.vf_lr)
 
     def optimizers(self):
         return {"policy": self.pi_opt, "value": self.v_opt}
 
-    def update(self, batch: Batch, progress: float) -> dict[str, float]:
+    def update(self, batch: Batch | list[Batch], progress: float) -> dict:
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.pi_opt, lr)
         d = self.gae_tensors(batch)
-        advantages = normalize(d["adv"]) if cfg.normalize_advantages else d["adv"]
+        w, active = d.w, self.active_seeds(d)
+        advantages = normalize(d["adv"], w) if cfg.normalize_advantages else d["adv"]
 
         dist, _ = self.policy(d["obs"])
-        pg_loss = policy_gradient_loss(dist.log_prob(d["actions"]), advantages)
-        entropy = entropy_term(dist, cfg.ent_coef)
-        grad_norm = step(self.pi_opt, pg_loss - cfg.ent_coef * entropy, cfg.max_grad_norm)
+        pg_loss = policy_gradient_loss(dist.log_prob(d["actions"]), advantages, w)
+        entropy = entropy_term(dist, cfg.ent_coef, w)
+        grad_norm = step(self.pi_opt, pg_loss - cfg.ent_coef * entropy, cfg.max_grad_norm,
+                         active)
 
-        value_losses = []
+        first_v_loss = None
         for _ in range(cfg.vf_iters):
-            v_loss = (policy_value(self.policy, d["obs"]) - d["ret"]).pow(2).mean()
-            value_losses.append(v_loss.item())
-            step(self.v_opt, v_loss, cfg.max_grad_norm)
+            v_loss = mean((policy_value(self.policy, d["obs"]) - d["ret"]).pow(2), w)
+            if first_v_loss is None:
+                first_v_loss = figure(v_loss)
+            step(self.v_opt, v_loss, cfg.max_grad_norm, active)
 
-        return {"policy_loss": pg_loss.item(), "value_loss": value_losses[0],
-                "entropy": entropy.item(), "grad_norm": grad_norm, "lr": lr,
-                "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"]),
-                "explained_variance": explained_variance(d["values"], d["ret"])}
+        return {"policy_loss": figure(pg_loss), "value_loss": first_v_loss,
+                "entropy": figure(entropy), "grad_norm": grad_norm, "lr": lr,
+                "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"], w),
+                "explained_variance": explained_variance(d["values"], d["ret"], w)}
