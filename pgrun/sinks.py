@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import socket
+import time
 from pathlib import Path
 
 from pgrun.config import ConfigError
@@ -67,31 +69,54 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 class TensorBoardSink:
-    """Event files in the run folder: each table's columns as scalars ``<table>/<column>``
-    (one event per row), the resolved config as hparams and as text."""
+    """An events file in the run folder: each table's columns as scalars
+    ``<table>/<column>`` (one event per row, written and flushed in the calling thread:
+    SummaryWriter's writer thread, contending for the GIL, cost several ms a row), the
+    resolved config as hparams and as text at step 0 of a fresh run."""
 
     purges_on_resume = True
 
     def __init__(self, run_dir: Path, config: dict, yaml: str, purge_step: int | None):
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from tensorboard.compat.proto.summary_pb2 import Summary
-        from torch.utils.tensorboard import SummaryWriter
-        from torch.utils.tensorboard.summary import hparams
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
-        self._summary = Summary
-        self.writer = SummaryWriter(str(run_dir), purge_step=purge_step, flush_secs=10)
-        if purge_step is None:  # a fresh run: the config once, at step 0
-            files = self.writer._get_file_writer()
-            for part in hparams(_flat(config), {"eval/return_mean": math.nan}):
-                files.add_summary(part, 0)
-            self.writer.add_text("config", "    " + yaml.replace("\n", "\n    "), 0)
+        self._event, self._summary = Event, Summary
+        self._file = open(_events_path(run_dir), "wb")  # noqa: SIM115 (closed in close())
+        self._records = RecordWriter(self._file)
+        self._add(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if purge_step is not None:  # TensorBoard drops the steps >= purge_step logged before
+            self._add(Event(wall_time=time.time(), step=purge_step,
+                            session_log=SessionLog(status=SessionLog.START)))
+        else:
+            from torch.utils.tensorboard.summary import hparams, text
+
+            for part in (*hparams(_flat(config), {"eval/return_mean": math.nan}),
+                         text("config", "    " + yaml.replace("\n", "\n    "))):
+                self._add(Event(wall_time=time.time(), step=0, summary=part))
+        self._file.flush()
+
+    def _add(self, event) -> None:
+        self._records.write(event.SerializeToString())
 
     def write(self, table: str, row: dict) -> None:
         values = [self._summary.Value(tag=f"{table}/{k}", simple_value=v)
                   for k, v in _numbers(row).items() if k != "step"]
-        self.writer._get_file_writer().add_summary(self._summary(value=values), int(row["step"]))
+        self._add(self._event(wall_time=time.time(), step=int(row["step"]),
+                              summary=self._summary(value=values)))
+        self._file.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        self._file.close()
+
+
+def _events_path(run_dir: Path) -> Path:
+    """A new events file, named to sort after the folder's earlier ones (TensorBoard reads
+    them in name order; the name starts with the time in seconds)."""
+    stamps = [int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*")
+              if p.name.split(".")[3].isdigit()]
+    stamp = max([int(time.time()), *(t + 1 for t in stamps)])
+    return run_dir / f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}.pgrun"
 
 
 class WandbSink:

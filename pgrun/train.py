@@ -208,7 +208,6 @@ class _Run:
         self.collector = Collector(self.envs, self.actor, seed=seed,
                                    with_value=algo_cls.uses_value, obs_normalizer=obs_norm,
                                    reward_scaler=reward_scaler)
-        self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
         if ckpt is not None:
             self._restore(ckpt)
         self._begin()
@@ -225,6 +224,10 @@ class _Run:
             self.metrics.replay(resume_step)
             self.evals.replay(resume_step)
         self.progress = Progress(cfg.progress, self.total, self.title)
+        self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
+        if ckpt is not None:
+            self.watch.start -= ckpt["time"]["elapsed"]
+            self.watch.totals = dict(ckpt["time"]["totals"])
 
     def _begin(self) -> None:
         """The first writes: the folder of a fresh run is cleared, the caller records."""
@@ -250,8 +253,6 @@ class _Run:
         self.state.update(step=ckpt["step"], episodes=ckpt["episodes"], update=ckpt["update"],
                           next_eval=ev["next_eval"], steps_to_threshold=ev["steps_to_threshold"],
                           eval_returns=[(int(s), float(r)) for s, r in ev["returns"]])
-        self.watch.start -= ckpt["time"]["elapsed"]
-        self.watch.totals = dict(ckpt["time"]["totals"])
         self.last_checkpoint = {"update": ckpt["update"], "step": ckpt["step"]}
         self.resumes = [*ckpt["resumes"], {
             "update": ckpt["update"], "step": ckpt["step"],
