@@ -24,9 +24,6 @@ from pathlib import Path
 
 from pgrun.config import ConfigError
 
-TABLES = {"metrics.csv": "train", "eval.csv": "eval"}
-"""The CSV file of each table and its name in the sinks (TensorBoard tags ``train/…``)."""
-
 EXTRAS = {"tensorboard": ("tensorboard", "tb"), "wandb": ("wandb", "wandb")}
 """``logger.<key>``: (module it needs, pgrun extra that installs it)."""
 
