@@ -27,7 +27,7 @@ bench-sweep: setup  # 10-seed PPO sweep, serial vs hydra/launcher=local (several
 	$(BIN)/python benchmarks/sweep_parallel.py $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check pgrun tests benchmarks
+	$(BIN)/ruff check pgrun tests benchmarks hydra_plugins
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

@@ -94,6 +94,17 @@ class CheckpointConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Extra sinks beside metrics.csv and eval.csv (pgrun/sinks.py); they never change a run."""
+
+    tensorboard: bool = False  # event files in the run folder (pip install 'pgrun[tb]')
+    wandb: bool = False  # a Weights & Biases run (pip install 'pgrun[wandb]'), offline unless WANDB_MODE says otherwise
+    project: str = "pgrun"  # W&B project
+    group: str | None = None  # W&B group (e.g. one per sweep)
+    tags: list[str] = field(default_factory=list)  # W&B tags
+
+
+@dataclass
 class TrainConfig:
     algo: Any = MISSING
     env: EnvConfig = MISSING
@@ -107,6 +118,7 @@ class TrainConfig:
     accelerate: bool = True  # NumPy layers for plain MLP/tabular bodies where exact (pgrun/accelerate.py)
     progress: str = "auto"
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     resume: Any = "auto"  # auto: continue an unfinished run in the folder, skip a complete one; true; false
 
 

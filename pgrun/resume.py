@@ -109,6 +109,9 @@ def plan_run(run_dir: Path, config: dict, resume) -> Plan:
 
 
 def start_over(run_dir: Path) -> None:
-    """Delete what an earlier run left that a fresh run would not overwrite at once."""
+    """Delete what an earlier run left that a fresh run would not overwrite at once
+    (TensorBoard's event files included: they would show the old run beside the new)."""
     for name in (CHECKPOINT, SUMMARY, ERROR):
         (run_dir / name).unlink(missing_ok=True)
+    for events in run_dir.glob("events.out.tfevents.*"):
+        events.unlink()

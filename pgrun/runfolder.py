@@ -199,11 +199,13 @@ class RunCsv(CsvLog):
     (before a checkpoint, so a checkpoint never counts rows the disk has not got)."""
 
     def __init__(self, path: Path, columns: list[str], keep_rows: int | None = None):
+        self._kept: list[list[str]] = []
         if keep_rows is None:
             super().__init__(path, columns)
             return
         rows = _read_rows(path, columns, keep_rows)
-        with_header = [columns, *rows[:keep_rows]]
+        self._kept = rows[:keep_rows]
+        with_header = [columns, *self._kept]
 
         def write(tmp):
             with open(tmp, "w", newline="") as f:
@@ -213,6 +215,10 @@ class RunCsv(CsvLog):
         self.columns = columns
         self._file = open(path, "a", newline="")  # noqa: SIM115 (closed in close())
         self._writer = csv.writer(self._file)
+
+    def kept_rows(self) -> list[dict[str, str]]:
+        """The rows kept from the file when it was reopened (as text; none for a new file)."""
+        return [dict(zip(self.columns, row, strict=True)) for row in self._kept]
 
     def sync(self) -> None:
         self._file.flush()

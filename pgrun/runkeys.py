@@ -9,9 +9,11 @@ numbers a seed produces. Imported by ``pgrun compare``, so it imports nothing.
 
 from __future__ import annotations
 
-RESULT_NEUTRAL = ("progress", "resume", "checkpoint", "env.random_score", "env.reference_score")
+RESULT_NEUTRAL = ("progress", "resume", "checkpoint", "logger", "env.random_score",
+                  "env.reference_score")
 """Dotted config keys (a key covers its sub-keys): the progress display, the resume mode,
-checkpoint settings, and the normalization scores ``pgrun compare`` reads."""
+checkpoint settings, the extra log sinks, and the normalization scores ``pgrun compare``
+reads."""
 
 
 _UNDER = tuple(k + "." for k in RESULT_NEUTRAL)

@@ -113,8 +113,10 @@ def preflight_env(cfg: DictConfig) -> None:
     validate(cfg)
     from pgrun.envs import resolve_spec
     from pgrun.envs.extras import check_env_dependencies, env_id_of
+    from pgrun.sinks import check_logger_dependencies
 
     check_env_dependencies(env_id_of(cfg.env))
+    check_logger_dependencies(cfg.get("logger"))
     resolve_spec(cfg.env)
 
 

@@ -67,6 +67,7 @@ from pgrun.runfolder import (
     write_summary,
 )
 from pgrun.signals import StopFlag, stop_on_signals
+from pgrun.sinks import Table, check_logger_dependencies, open_sinks
 
 log = logging.getLogger("pgrun")
 
@@ -146,6 +147,7 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopFlag | None = None,
     is called once the run is built and about to write (``pgrun train`` records .hydra/)."""
     validate(cfg)
     check_env_dependencies(env_id_of(cfg.env))  # e.g. LunarLander without the box2d extra
+    check_logger_dependencies(cfg.get("logger"))  # e.g. logger.tensorboard without the tb extra
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     plan = plan_run(run_dir, config, cfg.resume)  # reads only: a refusal changes nothing
@@ -179,6 +181,7 @@ class _Run:
         self.resumes: list[dict] = []
         self.last_checkpoint: dict | None = None  # {"update", "step"} of the last one written
         self.envs = self.eval_envs = self.metrics = self.evals = self.progress = None
+        self.sinks: list = []
 
     # ------------------------------------------------------------------ setup
     def _setup(self) -> None:
@@ -205,15 +208,26 @@ class _Run:
         self.collector = Collector(self.envs, self.actor, seed=seed,
                                    with_value=algo_cls.uses_value, obs_normalizer=obs_norm,
                                    reward_scaler=reward_scaler)
-        self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
         if ckpt is not None:
             self._restore(ckpt)
         self._begin()
         keep_evals = len(self.state["eval_returns"]) if ckpt is not None else None
-        self.metrics = RunCsv(self.run_dir / METRICS, [*METRIC_COLUMNS, *algo_cls.columns],
-                              keep_rows=self.state["update"] if ckpt is not None else None)
-        self.evals = RunCsv(self.run_dir / EVALS, EVAL_COLUMNS, keep_rows=keep_evals)
+        metrics = RunCsv(self.run_dir / METRICS, [*METRIC_COLUMNS, *algo_cls.columns],
+                         keep_rows=self.state["update"] if ckpt is not None else None)
+        evals = RunCsv(self.run_dir / EVALS, EVAL_COLUMNS, keep_rows=keep_evals)
+        resume_step = self.state["step"] if ckpt is not None else None
+        self.sinks = open_sinks(cfg.get("logger"), self.run_dir, self.config,
+                                OmegaConf.to_yaml(OmegaConf.create(self.config)), resume_step)
+        self.metrics = Table(metrics, "train", self.sinks)
+        self.evals = Table(evals, "eval", self.sinks)
+        if resume_step is not None:
+            self.metrics.replay(resume_step)
+            self.evals.replay(resume_step)
         self.progress = Progress(cfg.progress, self.total, self.title)
+        self.watch = Stopwatch()  # training time: setup (and time between resumes) left out
+        if ckpt is not None:
+            self.watch.start -= ckpt["time"]["elapsed"]
+            self.watch.totals = dict(ckpt["time"]["totals"])
 
     def _begin(self) -> None:
         """The first writes: the folder of a fresh run is cleared, the caller records."""
@@ -239,8 +253,6 @@ class _Run:
         self.state.update(step=ckpt["step"], episodes=ckpt["episodes"], update=ckpt["update"],
                           next_eval=ev["next_eval"], steps_to_threshold=ev["steps_to_threshold"],
                           eval_returns=[(int(s), float(r)) for s, r in ev["returns"]])
-        self.watch.start -= ckpt["time"]["elapsed"]
-        self.watch.totals = dict(ckpt["time"]["totals"])
         self.last_checkpoint = {"update": ckpt["update"], "step": ckpt["step"]}
         self.resumes = [*ckpt["resumes"], {
             "update": ckpt["update"], "step": ckpt["step"],
@@ -338,7 +350,8 @@ class _Run:
         return summary
 
     def close(self) -> None:
-        for closable in (self.progress, self.metrics, self.evals, self.envs, self.eval_envs):
+        for closable in (self.progress, self.metrics, self.evals, *self.sinks, self.envs,
+                         self.eval_envs):
             if closable is not None:
                 closable.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,6 +75,7 @@ def test_video_records_every_episode_into_the_run_folder(run_dir):
     r = evalcmd.evaluate_run(run_dir, episodes=2, video=True)
     assert len(r["videos"]) == 2
     assert all(p.startswith(str(run_dir / "videos")) and p.endswith(".mp4") for p in r["videos"])
+    assert all(Path(p).stat().st_size > 1000 for p in r["videos"])  # frames were written
 
 
 def test_eval_without_a_run_dir_is_a_usage_error(cli):
