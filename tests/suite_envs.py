@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import string
+
 import gymnasium as gym
 import numpy as np
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
@@ -25,7 +27,7 @@ class MiniGridLike(gym.Env):
         self.observation_space = gym.spaces.Dict({
             "image": gym.spaces.Box(0, 255, (3, 3, 3), np.uint8),
             "direction": gym.spaces.Discrete(4),
-            "mission": gym.spaces.Text(40),
+            "mission": gym.spaces.Text(40, charset=string.ascii_lowercase + " "),
         })
         self.action_space = gym.spaces.Discrete(2)
 

@@ -23,8 +23,8 @@ vectorization under ``auto``.
 them ``auto`` vectorization is ``sync``.
 
 **Spaces.** ``check_spaces`` is the one place that decides which spaces pgrun supports
-(observations: a 1-D Box for the MLP policy, Discrete for the tabular policy; actions:
-Discrete, 1-D Box). ``make_vec_env`` calls it as soon as the env exists, so an unsupported
+(observations: see ``pgrun/obs.py``; actions: Discrete, MultiDiscrete, MultiBinary, 1-D
+Box). ``make_vec_env`` calls it as soon as the env exists, so an unsupported
 env fails with one message before anything trains.
 
 **Vectorization.** gymnasium's native vector implementation (``vector_entry_point``, e.g.
@@ -56,15 +56,18 @@ from gymnasium.vector import AutoresetMode
 
 from pgrun.config import ConfigError
 from pgrun.envs.wrappers import build_wrappers
+from pgrun.obs import ObsLayout, is_composite
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded from ``seed + EVAL_SEED_OFFSET``: disjoint from the
 training envs' seeds ``seed .. seed + num_envs - 1`` for any practical seed and count."""
 
 SUPPORTED_SPACES = (
-    "pgrun supports observation spaces Box with one dimension (MLP policy), uint8 images "
-    "H×W×C or C×H×W (CNN policy) and Discrete (tabular policy), and action spaces Discrete (categorical policy) and Box with one "
-    "dimension (Gaussian policy)")
+    "pgrun supports observation spaces Box of any shape, MultiBinary and MultiDiscrete (MLP "
+    "policy, flattened), uint8 images H×W×C or C×H×W of at least 36×36 (CNN policy), "
+    "Discrete (tabular policy), and Dict or Tuple of those (one encoder per entry, others "
+    "dropped); and action spaces Discrete, MultiDiscrete and MultiBinary (categorical and "
+    "Bernoulli factors) and Box with one dimension (Gaussian policy)")
 
 _ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -232,41 +235,35 @@ def env_kwargs(env_cfg) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ spaces
 
-def is_image_space(space: gym.Space) -> bool:
-    """A uint8 Box of shape H×W×C or C×H×W (C ≤ 4 on one side): what the CNN body takes."""
-    return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
-            and len(space.shape) == 3 and min(space.shape[0], space.shape[-1]) <= 4)
-
-
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, what: str = "the environment") -> None:
     """Raise a ConfigError unless pgrun has a policy for these (single-env) spaces.
 
-    The one place that decides which spaces are supported: the policies build for any
-    space that passes."""
-    Box, Discrete = gym.spaces.Box, gym.spaces.Discrete
-    if not (isinstance(obs_space, Discrete) or is_image_space(obs_space)
-            or (isinstance(obs_space, Box) and len(obs_space.shape) == 1)):
-        if isinstance(obs_space, Box):
-            hint = (f" A Box of shape {obs_space.shape} can be flattened with "
-                    "gymnasium.wrappers.FlattenObservation in your entry point (pgrun's "
-                    "convolutional policy takes uint8 images, H×W×C or C×H×W).")
-        elif isinstance(obs_space, gym.spaces.Dict | gym.spaces.Tuple):
-            hint = (" gymnasium.wrappers.FlattenObservation in your entry point turns a "
-                    "Dict or Tuple of Box/Discrete spaces into one flat Box.")
-        else:
-            hint = ""
+    The one place that decides which spaces are supported (observations: ``pgrun/obs.py``):
+    the policies build for any space that passes."""
+    layout = ObsLayout(obs_space)
+    if not layout.supported:
+        hint = (" None of its entries has a space pgrun encodes; select or convert them with "
+                "gymnasium wrappers in env.wrappers." if is_composite(obs_space) else "")
         raise ConfigError(f"{what} has observation space {obs_space}, which pgrun does not "
                           f"support. {SUPPORTED_SPACES}.{hint}")
-    if isinstance(act_space, Discrete):
-        if act_space.start != 0:
+    Discrete, MultiDiscrete = gym.spaces.Discrete, gym.spaces.MultiDiscrete
+    if isinstance(act_space, Discrete | MultiDiscrete):
+        start = np.asarray(act_space.start)
+        if (start != 0).any():
             raise ConfigError(
                 f"{what} has action space {act_space}, which starts at {act_space.start}: "
-                f"pgrun's categorical policy acts 0..n−1 (use Discrete({act_space.n}) and "
-                f"shift in the env). {SUPPORTED_SPACES}.")
-    elif not (isinstance(act_space, Box) and len(act_space.shape) == 1):
+                f"pgrun's categorical policies act 0..n−1 (shift in the env or a wrapper). "
+                f"{SUPPORTED_SPACES}.")
+        if isinstance(act_space, MultiDiscrete) and len(act_space.shape) != 1:
+            raise ConfigError(f"{what} has action space {act_space}: pgrun takes a MultiDiscrete "
+                              f"with one dimension of factors. {SUPPORTED_SPACES}.")
+    elif isinstance(act_space, gym.spaces.MultiBinary):
+        if len(act_space.shape) != 1:
+            raise ConfigError(f"{what} has action space {act_space}: pgrun takes a MultiBinary "
+                              f"of one dimension, MultiBinary(n). {SUPPORTED_SPACES}.")
+    elif not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1):
         raise ConfigError(f"{what} has action space {act_space}, which pgrun does not "
-                          f"support: its policies output one categorical or one Gaussian "
-                          f"(vector) action. {SUPPORTED_SPACES}.")
+                          f"support. {SUPPORTED_SPACES}.")
 
 
 # ------------------------------------------------------------------ vector envs
