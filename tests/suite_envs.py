@@ -50,17 +50,20 @@ class MiniGridLike(gym.Env):
 
 
 class FactoredTarget(gym.Env):
-    """Observes a target vector; reward = fraction of action factors equal to it."""
+    """Observes a target per factor (one-hot codes side by side); reward = fraction of
+    action factors equal to their target."""
 
     def __init__(self, action_space: gym.Space, length: int = 5):
         self.action_space, self.length = action_space, length
         self.nvec = (np.asarray(action_space.nvec) if isinstance(action_space, gym.spaces.MultiDiscrete)
                      else np.full(action_space.shape, 2))
-        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(self.nvec),), np.float32)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (int(self.nvec.sum()),), np.float32)
 
     def _obs(self):
         self.target = self.np_random.integers(0, self.nvec)
-        return (self.target / np.maximum(self.nvec - 1, 1)).astype(np.float32)
+        obs = np.zeros(int(self.nvec.sum()), np.float32)
+        obs[np.concatenate([[0], np.cumsum(self.nvec)[:-1]]) + self.target] = 1.0
+        return obs
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)

@@ -155,3 +155,81 @@ def test_generic_env_takes_the_registered_reward_threshold(cli, tmp_path):
     assert out.returncode == 0, out.stderr
     assert OmegaConf.load(tmp_path / ".hydra" / "config.yaml").env.reward_threshold == -110.0
     assert json.loads((tmp_path / "summary.json").read_text())["reward_threshold"] == -110.0
+
+
+# ------------------------------------------------------------------ observations
+
+def test_dict_observation_with_text_gets_a_combined_body(caplog):
+    import gymnasium as gym
+
+    from pgrun.obs import ObsLayout
+    from pgrun.policies import MultiInputBody, build_policy
+    from tests.conftest import compose_config
+    from tests.suite_envs import MiniGridLike
+
+    env = MiniGridLike()
+    layout = ObsLayout(env.observation_space)
+    assert [(f.key, f.kind, f.size) for f in layout.fields] == [
+        ("direction", "discrete", 1), ("image", "flat", 27)]  # 3×3: too small for the CNN
+    assert layout.dropped and "'mission'" in layout.dropped[0]
+    with caplog.at_level("INFO", logger="pgrun"):
+        policy = build_policy(compose_config().policy, env.observation_space, env.action_space,
+                              with_value=True)
+    assert "'mission'" in caplog.text and "FilterObservation" in caplog.text
+    assert isinstance(policy.pi_body[0], MultiInputBody)
+    assert policy.pi_body[0].out_features == 4 + 27  # one-hot direction, flat image
+    obs = layout.encode({"image": np.zeros((2, 3, 3, 3), np.uint8), "direction": np.array([1, 3]),
+                         "mission": ("a", "b")})
+    assert obs.shape == (2, 28) and obs.dtype == np.float32 and list(obs[:, 0]) == [1, 3]
+    dist, value = policy(__import__("torch").from_numpy(obs))
+    assert dist.mode().shape == (2,) and value.shape == (2,)
+    # an image entry big enough gets the CNN, as SB3's MultiInputPolicy
+    space = gym.spaces.Dict({"pixels": gym.spaces.Box(0, 255, (40, 40, 3), np.uint8),
+                             "speed": gym.spaces.Box(-1, 1, (2,))})
+    body = build_policy(compose_config().policy, space, gym.spaces.Discrete(2), True).pi_body[0]
+    assert [kind for *_, kind in body.fields] == ["image", "flat"]
+    assert body.out_features == 256 + 2
+
+
+def test_ppo_learns_a_dict_observation_env(tmp_path):
+    from pgrun.train import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config("env=generic", "env.entry_point=tests.suite_envs:MiniGridLike",
+                         "total_steps=4096", "eval.interval=4096", "eval.episodes=8",
+                         "progress=none", "checkpoint.every=0")
+    summary = train(cfg, tmp_path)
+    evals = np.loadtxt(tmp_path / "eval.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert summary["status"] == "complete" and evals[-1, 1] == 1.0  # every goal reached
+
+
+def test_grid_of_floats_is_flattened_not_refused():
+    """highway-env's kinematics observation: Box(5, 5) float32, for the MLP."""
+    import gymnasium as gym
+    import torch
+
+    from pgrun.policies import Flat, build_policy, resolve_kind
+    from tests.conftest import compose_config
+
+    space = gym.spaces.Box(-np.inf, np.inf, (5, 5), np.float32)
+    assert resolve_kind("auto", space) == "mlp"
+    policy = build_policy(compose_config().policy, space, gym.spaces.Discrete(5), True)
+    assert isinstance(policy.pi_body[0], Flat) and policy.pi_body[1][0].in_features == 25
+    assert policy(torch.zeros(3, 5, 5))[0].mode().shape == (3,)
+
+
+# ------------------------------------------------------------------ actions
+
+@pytest.mark.parametrize(("env", "chance"), [("MultiDiscreteActions", (1 / 3 + 1 / 2 + 1 / 4) / 3),
+                                             ("MultiBinaryActions", 0.5)])
+def test_ppo_learns_factored_actions(tmp_path, env, chance):
+    from pgrun.train import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config("env=generic", f"env.entry_point=tests.suite_envs:{env}",
+                         "total_steps=8192", "eval.interval=8192", "eval.episodes=8",
+                         "algo.lr=3e-3", "progress=none", "checkpoint.every=0")
+    summary = train(cfg, tmp_path)
+    assert summary["status"] == "complete" and summary["update_path"] == "autograd"
+    evals = np.loadtxt(tmp_path / "eval.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert evals[-1, 1] > 5 * (chance + 0.8 * (1 - chance))  # 5 steps, near every factor right
