@@ -196,10 +196,10 @@ class _Run:
         algo_cls = ALGORITHMS[cfg.algo.name]
         self.envs = make_vec_env(cfg.env, cfg.env.num_envs)
         if episode_limit(cfg.env, resolve_spec(cfg.env)) is None:
-            log.warning("%s has no time limit (none registered, env.max_episode_steps=null): "
-                        "its episodes end only when the env ends them, and an evaluation "
-                        "waits for that; set env.max_episode_steps=N if they may not end.",
-                        cfg.env.id)
+            log.info("%s: no time limit registered and env.max_episode_steps=null, so pgrun "
+                     "imposes none: episodes end when the env ends them (MiniGrid and "
+                     "highway-env truncate by themselves); where they may not, set "
+                     "env.max_episode_steps=N, or an evaluation waits forever.", cfg.env.id)
         if cfg.eval.interval > 0:
             self.eval_envs = make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space

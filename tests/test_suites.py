@@ -233,3 +233,37 @@ def test_ppo_learns_factored_actions(tmp_path, env, chance):
     assert summary["status"] == "complete" and summary["update_path"] == "autograd"
     evals = np.loadtxt(tmp_path / "eval.csv", delimiter=",", skiprows=1, ndmin=2)
     assert evals[-1, 1] > 5 * (chance + 0.8 * (1 - chance))  # 5 steps, near every factor right
+
+
+# ------------------------------------------------------------------ the real suites (slow)
+
+@pytest.mark.slow
+def test_real_minigrid_preset_trains_and_evaluates(cli, tmp_path):
+    pytest.importorskip("minigrid")
+    out = cli("train", "env=MiniGrid-Empty-5x5-v0", "total_steps=8192", "eval.interval=4096",
+              "eval.episodes=4", "progress=none", f"hydra.run.dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    evals = np.loadtxt(tmp_path / "eval.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert evals[-1, 1] > 0.9  # the goal in a few steps
+    assert cli("eval", str(tmp_path), "episodes=2").returncode == 2  # it names a wrapper
+    assert cli("eval", str(tmp_path), "episodes=2", "--trust").returncode == 0
+
+
+@pytest.mark.slow
+def test_real_minigrid_dict_observations_without_a_wrapper():
+    pytest.importorskip("minigrid")
+    envs = make_vec_env(env_cfg(id="MiniGrid-DoorKey-5x5-v0"), 2)  # found without minigrid:
+    from pgrun.obs import ObsLayout
+
+    layout = ObsLayout(envs.single_observation_space)
+    assert [f.key for f in layout.fields] == ["direction", "image"]
+    assert layout.encode(envs.reset(seed=0)[0]).shape == (2, 1 + 147)
+    envs.close()
+
+
+@pytest.mark.slow
+def test_real_ale_vector_env_gets_no_time_limit():
+    pytest.importorskip("ale_py")
+    cfg = env_cfg(id="ALE/Pong-v5")
+    assert vectorization_mode(cfg) == "vector_entry_point"  # no limit passed to it
+    assert vectorization_mode(env_cfg(id="ALE/Pong-v5", max_episode_steps=100)) == "sync"
