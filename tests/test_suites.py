@@ -267,3 +267,18 @@ def test_real_ale_vector_env_gets_no_time_limit():
     cfg = env_cfg(id="ALE/Pong-v5")
     assert vectorization_mode(cfg) == "vector_entry_point"  # no limit passed to it
     assert vectorization_mode(env_cfg(id="ALE/Pong-v5", max_episode_steps=100)) == "sync"
+
+
+@pytest.mark.slow
+def test_real_atari_preset_makes_stacked_frames_for_the_cnn():
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+    from pgrun.policies import resolve_kind
+    from tests.conftest import compose_config
+
+    cfg = compose_config("env=Pong-v5")
+    envs = make_vec_env(cfg.env, 2)
+    assert envs.single_observation_space.shape == (4, 84, 84)
+    assert resolve_kind("auto", envs.single_observation_space) == "cnn"
+    assert envs.reset(seed=0)[0].shape == (2, 4, 84, 84)
+    envs.close()

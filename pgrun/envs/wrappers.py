@@ -78,8 +78,11 @@ class _Apply:
         except Exception as err:  # noqa: BLE001 (the wrapper does not fit the env or kwargs)
             from pgrun.envs.factory import _describe_exception
 
+            missing = isinstance(err, ImportError | gym.error.DependencyNotInstalled)
+            advice = ("Install the package it names." if missing else
+                      "Check the wrapper's arguments and its place in env.wrappers (each "
+                      "wraps the one before).")
             raise ConfigError(
                 f"{self.what} with {self.kwargs} could not wrap the env, whose observation "
-                f"space is {env.observation_space}: {_describe_exception(err)}. Check the "
-                "wrapper's arguments and its place in env.wrappers (each wraps the one "
-                "before).") from None
+                f"space is {env.observation_space}: {_describe_exception(err)}. "
+                f"{advice}") from None
