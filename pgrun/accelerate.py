@@ -33,7 +33,14 @@ from scipy.special import erf
 from torch import nn
 
 from pgrun.flat import flat_parameters
-from pgrun.policies import ACTIVATIONS, ActorCritic, OneHot, StateIndex
+from pgrun.policies import (
+    ACTIVATIONS,
+    ActorCritic,
+    CategoricalHead,
+    GaussianHead,
+    OneHot,
+    StateIndex,
+)
 from pgrun.stack import StackedEmbedding, StackedLinear
 
 _ACTIVATION_TYPES = tuple(ACTIVATIONS.values())
@@ -210,6 +217,9 @@ class Accelerator:
     @staticmethod
     def supports(policy: nn.Module) -> bool:
         if type(policy) is not ActorCritic or policy.kind not in ("mlp", "tabular"):
+            return False
+        if type(policy.head) not in (CategoricalHead, GaussianHead) or getattr(
+                policy.head, "nvec", None) is not None:  # heads it was checked for
             return False
         if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in policy.parameters()):
             return False

@@ -39,11 +39,11 @@ from pgrun.config import ConfigError, validate
 from pgrun.envs import make_vec_env
 from pgrun.envs.extras import check_env_dependencies, env_id_of
 from pgrun.lock import RunLock
-from pgrun.policies import action_bounds, resolve_kind
+from pgrun.policies import action_bounds, build_policy
 from pgrun.resume import plan_run
 from pgrun.rollout import Actor, Batch, Collector
 from pgrun.signals import StopFlag, stop_on_signals
-from pgrun.stack import SeedStack
+from pgrun.stack import SeedStack, check_stackable
 from pgrun.train import NonFiniteError, _Run
 
 log = logging.getLogger("pgrun")
@@ -64,19 +64,12 @@ def check_batchable(cfg: DictConfig) -> None:
         raise ConfigError(f"seed batching (hydra/launcher=batched) supports algo={names}; "
                           f"algo={cfg.algo.name} is not supported yet. Run this sweep with "
                           "hydra/launcher=local (one process per seed) instead.")
-    if cfg.policy.get("module"):
-        raise ConfigError("seed batching (hydra/launcher=batched) runs the built-in mlp and "
-                          f"tabular policies; policy.module={cfg.policy.module} is not "
-                          "supported yet. Run this sweep with hydra/launcher=local instead.")
     envs = make_vec_env(cfg.env, 1)
     try:
-        kind = resolve_kind(cfg.policy.get("kind", "auto"), envs.single_observation_space)
+        check_stackable(build_policy(cfg.policy, envs.single_observation_space,
+                                     envs.single_action_space, algo_cls.uses_value))
     finally:
         envs.close()
-    if kind not in ("mlp", "tabular"):
-        raise ConfigError(f"seed batching (hydra/launcher=batched) runs the built-in mlp and "
-                          f"tabular policies; policy.kind={kind} is not supported yet. Run "
-                          "this sweep with hydra/launcher=local instead.")
 
 
 def train_seeds(cfgs: list[DictConfig], run_dirs: list[Path], stop: StopFlag | None = None,

@@ -42,6 +42,25 @@ def _train_app(cfg: DictConfig) -> float | None:
     return run_train_task(cfg)
 
 
+def unknown_env_presets(overrides: list[str]) -> str | None:
+    """A message for ``env=NAME`` (or a sweep's ``env=a,b``) naming no conf/env preset:
+    Hydra would say only "Could not find 'env/NAME'"."""
+    presets = sorted(p.stem for p in (CONF_DIR / "env").glob("*.yaml"))
+    for arg in overrides:
+        key, eq, value = arg.partition("=")
+        if key != "env" or not eq or value.startswith(("choice(", "glob(", "range(")):
+            continue
+        missing = [v.strip() for v in value.split(",") if v.strip() not in presets]
+        if missing:
+            name = missing[0]
+            return (f"env={name}: there is no preset conf/env/{name}.yaml (presets: "
+                    f"{', '.join(presets)}). Any registered gymnasium environment runs with "
+                    f"the generic defaults: pgrun train env=generic env.id={name} (a "
+                    "package's env: env.id=package:Id; a class or function: env=generic "
+                    "env.entry_point=module:Name).")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -55,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         if not CONF_DIR.is_dir():
             print(f"pgrun: config folder {CONF_DIR} not found; install pgrun from its checkout "
                   "(pip install -e .).", file=sys.stderr)
+            return 2
+        unknown = unknown_env_presets(rest)
+        if unknown:
+            print(f"pgrun: {unknown}", file=sys.stderr)
             return 2
         sys.argv = ["pgrun train", *rest]
         try:

@@ -39,13 +39,14 @@ class EnvConfig:
     id: str = MISSING
     entry_point: str | None = None  # module.path:Name, a gym.Env subclass or env-making function
     num_envs: int = 8
-    max_episode_steps: int | None = None  # null: the registration's limit, else 1000
+    max_episode_steps: int | None = None  # null: the registration's limit, else none
     reward_threshold: float | None = None
     # pgrun compare's normalized score (x − random) / (reference − random); never changes a run
     random_score: float | None = None  # a uniformly random policy's mean return
     reference_score: float | None = None  # a good policy's return (cited in conf/env/*.yaml)
     vectorization: str = "auto"
     kwargs: dict[str, Any] = field(default_factory=_env_kwargs)  # for the env's constructor
+    wrappers: list[Any] = field(default_factory=list)  # [{_target_: pkg.mod.Wrapper, kwarg: v}, ...] (pgrun/envs/wrappers.py)
 
 
 @dataclass
@@ -228,6 +229,12 @@ def validate(cfg: DictConfig) -> None:
     check(isinstance(env.get("kwargs"), DictConfig | dict) or env.get("kwargs") is None,
           "env.kwargs", env.get("kwargs"), "must be a mapping of constructor arguments, e.g. "
           "env.kwargs='{size: 3}' or env.kwargs.size=3")
+    from pgrun.envs.wrappers import wrapper_specs
+
+    try:
+        wrapper_specs(env)
+    except ConfigError as err:
+        problems.append(str(err))
     if not problems:  # the algorithm's own checks assume the generic ranges hold
         problems += _algorithms()[algo.name].check(algo, env)
 

@@ -18,6 +18,16 @@ validation costs more than the forward pass of a small network; each is tested a
   KL[p‖q] = Σ_k p_k (log p_k − log q_k);
   sampled by the Gumbel-max trick: a = argmax_k (z_k + g_k), g = −log(−log u), u ~ U[0, 1).
 
+**MultiCategorical** (MultiDiscrete actions, int64 (N, k)): k independent Categoricals,
+one per factor, from the logits split by ``nvec``: log π(a|s) = Σ_j log π_j(a_j|s), and
+H and KL likewise sum over factors (independence).
+
+**Bernoulli** (MultiBinary actions, int64 (N, n) of 0/1), from logits z, p = σ(z):
+  log π(a|s) = Σ_i [a_i log p_i + (1 − a_i) log(1 − p_i)], log p = −softplus(−z),
+  log(1 − p) = −softplus(z);  H = Σ_i [p_i softplus(−z_i) + (1 − p_i) softplus(z_i)];
+  KL[p‖q] = Σ_i [p_i (log p_i − log q_i) + (1 − p_i)(log(1 − p_i) − log(1 − q_i))];
+  sampled as a = [u < p], u ~ U[0, 1).
+
 **Diagonal Gaussian** (Box actions, float32 (N, act_dim)), from μ and log σ:
   log π(u|s) = Σ_i [−½((u_i − μ_i)/σ_i)² − log σ_i − ½ log 2π],
   H = Σ_i [½ + ½ log 2π + log σ_i],
@@ -117,6 +127,73 @@ class Categorical(Distribution):
         new = object.__new__(Categorical)
         new.log_p = log_p
         return new
+
+
+class MultiCategorical(Distribution):
+    def __init__(self, logits: torch.Tensor, nvec):
+        self.parts = [Categorical(z) for z in logits.split([int(n) for n in nvec], dim=-1)]
+
+    def log_prob(self, actions):
+        return sum(p.log_prob(actions[..., j]) for j, p in enumerate(self.parts))
+
+    def entropy(self):
+        return sum(p.entropy() for p in self.parts)
+
+    def mode(self):
+        return torch.stack([p.mode() for p in self.parts], dim=-1)
+
+    def sample(self, rng):
+        return torch.stack([p.sample(rng) for p in self.parts], dim=-1)
+
+    def kl(self, other):
+        return sum(p.kl(q) for p, q in zip(self.parts, other.parts, strict=True))
+
+    def detach(self):
+        return self._with([p.detach() for p in self.parts])
+
+    def __getitem__(self, idx):
+        return self._with([p[idx] for p in self.parts])
+
+    @staticmethod
+    def _with(parts: list[Categorical]) -> MultiCategorical:
+        new = object.__new__(MultiCategorical)
+        new.parts = parts
+        return new
+
+
+class Bernoulli(Distribution):
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def _log_p(self):
+        return -F.softplus(-self.logits), -F.softplus(self.logits)  # log p, log(1 − p)
+
+    def log_prob(self, actions):
+        log_p, log_q = self._log_p()
+        a = actions.to(self.logits.dtype)
+        return (a * log_p + (1.0 - a) * log_q).sum(-1)
+
+    def entropy(self):
+        p = torch.sigmoid(self.logits)
+        return (p * F.softplus(-self.logits) + (1.0 - p) * F.softplus(self.logits)).sum(-1)
+
+    def mode(self):
+        return (self.logits > 0).long()
+
+    def sample(self, rng):
+        u = torch.from_numpy(rng.random(tuple(self.logits.shape))).to(self.logits)
+        return (u < torch.sigmoid(self.logits)).long()
+
+    def kl(self, other):
+        (log_p, log_q), (olog_p, olog_q) = self._log_p(), other._log_p()
+        p = torch.sigmoid(self.logits)
+        return (p * (log_p - olog_p) + (1.0 - p) * (log_q - olog_q)).sum(-1)
+
+    def detach(self):
+        return Bernoulli(self.logits.detach().clone())
+
+    def __getitem__(self, idx):
+        return Bernoulli(self.logits[idx])
 
 
 class DiagGaussian(Distribution):

@@ -1,7 +1,7 @@
 """``pgrun eval RUN_DIR [episodes=N] [deterministic=BOOL] [video=BOOL] [seed=N] [--trust]``.
 
 Loads the run's checkpoint (``weights_only``: no pickled code runs), refuses a config that
-names code (an env entry point, a ``module:Env-v0`` id) unless ``--trust`` is given
+names code (an env entry point, a ``module:Env-v0`` id, ``env.wrappers``) unless ``--trust`` is given
 (``trust.py``), rebuilds the agent and environment from the config saved in it, runs
 evaluation episodes and prints the mean ± std return. By default it evaluates as the run
 did (``eval.episodes``, ``eval.deterministic``, the run's evaluation seeds), so on a
@@ -27,7 +27,8 @@ Evaluate the policy in RUN_DIR/checkpoint.pt on fresh episodes and print mean ±
   video=true            record the episodes into RUN_DIR/videos/ (pip install 'pgrun[video]')
   seed=N                first episode seed (default: the run's evaluation seeds)
   --trust               import and run the code the run's config names (env.entry_point,
-                        env.id=module:Env-v0); without it such a run folder is refused
+                        env.id=module:Env-v0, env.wrappers' _target_s, policy.module);
+                        without it such a run folder is refused
 """
 
 _BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}

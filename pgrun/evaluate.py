@@ -28,7 +28,7 @@ def evaluate(actor: Actor, envs, episodes: int, seed: int, deterministic: bool =
         running = np.zeros(n, dtype=bool)
         running[:todo] = True
         while running.any():
-            obs = np.asarray(obs, dtype=actor.obs_dtype)
+            obs = actor.encode(obs)
             if obs_normalizer is not None:
                 obs = obs_normalizer.normalize(obs)
             actions = actor.mode(obs) if deterministic else actor.act(obs, rng)[0]

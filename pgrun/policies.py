@@ -2,19 +2,22 @@
 
   ``policy(obs) -> (dist, value)``
 
-``obs`` is a batch of observations (a tensor: float32 for a flat Box, int64 state indices
-for a Discrete space, uint8 for images); ``dist`` a ``pgrun.distributions.Distribution``
+``obs`` is a batch of observations as ``pgrun/obs.py`` encodes them (a tensor: int64 state
+indices for a Discrete space, uint8 for images, float32 otherwise, a Dict/Tuple's entries
+flattened side by side); ``dist`` a ``pgrun.distributions.Distribution``
 over the batch's actions (``log_prob``, ``entropy``, ``mode``, ``sample``, ``kl``);
 ``value`` the batch's V(s), shape (N,), or None for a policy without a critic. Optional:
 ``value(obs)`` (V alone; default ``policy(obs)[1]``) and ``policy_parameters()`` /
 ``value_parameters()`` (VPG and TRPO optimize the two separately).
 
-Built in (``ActorCritic``, by ``policy.kind``): an ``mlp`` body on a flat Box (or on the
-one-hot code of a Discrete observation), a ``tabular`` one (a row of parameters per
+Built in (``ActorCritic``, by ``policy.kind``): an ``mlp`` body on a Box (flattened), or
+on the one-hot code of a Discrete observation, a ``tabular`` one (a row of parameters per
 state, initialized to zero: the uniform policy and V = 0), and a ``cnn`` body
 (Nature-DQN: three convolutions and a 512-unit layer) for images (uint8 H×W×C or C×H×W,
-scaled to [0, 1] inside). Heads: ``CategoricalHead`` for Discrete actions,
-``GaussianHead`` for Box actions. A user's own module is named by ``policy.module`` (see
+scaled to [0, 1] inside); a Dict/Tuple observation goes through ``MultiInputBody`` (one
+encoder per entry, concatenated) and then the MLP. Heads: ``CategoricalHead`` for
+Discrete and MultiDiscrete actions, ``BernoulliHead`` for MultiBinary, ``GaussianHead``
+for Box actions. A user's own module is named by ``policy.module`` (see
 ``build_policy``) and may use these heads.
 
 ``ActorCritic.outputs`` (the networks' raw outputs) is where an optional accelerator
@@ -24,6 +27,7 @@ bodies; everything downstream — distributions, losses, gradients — is autogr
 
 from __future__ import annotations
 
+import logging
 import math
 
 import gymnasium as gym
@@ -32,8 +36,19 @@ import torch
 from torch import nn
 
 from pgrun.config import ACTIVATION_NAMES, ConfigError
-from pgrun.distributions import LOG_STD_MAX, LOG_STD_MIN, ActionBounds, Categorical, DiagGaussian
-from pgrun.envs.factory import check_spaces, is_image_space
+from pgrun.distributions import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    ActionBounds,
+    Bernoulli,
+    Categorical,
+    DiagGaussian,
+    MultiCategorical,
+)
+from pgrun.envs.factory import check_spaces
+from pgrun.obs import ObsLayout, is_image_space
+
+log = logging.getLogger("pgrun")
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
@@ -61,6 +76,13 @@ class OneHot(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return nn.functional.one_hot(obs.long() - self.start, self.n).float()
+
+
+class Flat(nn.Module):
+    """An observation of any shape → one float32 vector per row (an MLP's input)."""
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.flatten(1).float()
 
 
 class NatureCNN(nn.Module):
@@ -91,6 +113,44 @@ class NatureCNN(nn.Module):
         return self.dense(self.convs(x))
 
 
+class MultiInputBody(nn.Module):
+    """A Dict/Tuple observation (encoded by ``pgrun/obs.py``: its entries flattened side by
+    side) through one encoder per entry, outputs concatenated, as Stable-Baselines3's
+    ``CombinedExtractor``: NatureCNN (256 features) for image entries when ``cnn``, the
+    one-hot code for Discrete ones, the flattened values for the rest."""
+
+    def __init__(self, layout: ObsLayout, cnn: bool = True):
+        super().__init__()
+        self.fields, encoders, width = [], [], 0
+        for f in layout.fields:
+            kind = f.kind if (f.kind != "image" or cnn) else "flat"
+            if kind == "image":
+                shape = tuple(f.space.shape)
+                enc: nn.Module = NatureCNN(shape, channels_last=shape[-1] <= 4, features=256)
+                width += enc.out_features
+            elif kind == "discrete":
+                enc = OneHot(int(f.space.n), int(f.space.start))
+                width += enc.n
+            else:
+                enc = nn.Identity()
+                width += f.size
+            self.fields.append((f.start, f.size, tuple(f.space.shape), kind))
+            encoders.append(enc)
+        self.encoders = nn.ModuleList(encoders)
+        self.out_features = width
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for (start, size, shape, kind), enc in zip(self.fields, self.encoders, strict=True):
+            x = obs[:, start:start + size]
+            if kind == "image":
+                x = x.reshape(-1, *shape)
+            elif kind == "discrete":
+                x = x[:, 0]
+            parts.append(enc(x))
+        return torch.cat(parts, dim=-1)
+
+
 def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     """Linear layers with the activation after each (sizes[0] in, sizes[-1] out)."""
     layers: list[nn.Module] = []
@@ -110,16 +170,32 @@ def orthogonal_init(module: nn.Module, gain: float) -> None:
 # ----------------------------------------------------------------------------- heads
 
 class CategoricalHead(nn.Module):
-    """Features → logits (a Linear, or a table row) → ``Categorical``."""
+    """Features → logits (a Linear, or a table row) → ``Categorical``, or with ``nvec``
+    (MultiDiscrete actions) one Categorical per factor, ``MultiCategorical``."""
+
+    def __init__(self, out: nn.Module, nvec=None):
+        super().__init__()
+        self.out = out
+        self.nvec = None if nvec is None else [int(n) for n in nvec]
+
+    def distribution(self, z: torch.Tensor) -> Categorical | MultiCategorical:
+        return Categorical(z) if self.nvec is None else MultiCategorical(z, self.nvec)
+
+    def forward(self, features: torch.Tensor):
+        return self.distribution(self.out(features))
+
+
+class BernoulliHead(nn.Module):
+    """Features → logits → ``Bernoulli`` (MultiBinary actions: independent 0/1 factors)."""
 
     def __init__(self, out: nn.Module):
         super().__init__()
         self.out = out
 
-    def distribution(self, z: torch.Tensor) -> Categorical:
-        return Categorical(z)
+    def distribution(self, z: torch.Tensor) -> Bernoulli:
+        return Bernoulli(z)
 
-    def forward(self, features: torch.Tensor) -> Categorical:
+    def forward(self, features: torch.Tensor) -> Bernoulli:
         return self.distribution(self.out(features))
 
 
@@ -157,31 +233,49 @@ class ActorCritic(nn.Module):
                  state_dependent_std: bool = False):
         super().__init__()
         discrete_obs = isinstance(obs_space, gym.spaces.Discrete)
+        layout = ObsLayout(obs_space)
+        composite = layout.kind == "composite"
+        has_image = (any(f.kind == "image" for f in layout.fields) if composite
+                     else is_image_space(obs_space))
         if kind == "tabular" and not discrete_obs:
             raise ConfigError(f"policy.kind=tabular needs a Discrete observation space; this "
                               f"environment observes {obs_space} (use policy.kind=mlp or auto).")
-        if kind == "cnn" and not is_image_space(obs_space):
+        if kind == "cnn" and not has_image:
             raise ConfigError(f"policy.kind=cnn needs image observations (a uint8 Box of shape "
-                              f"H×W×C or C×H×W); this environment observes {obs_space}.")
-        if kind == "mlp" and is_image_space(obs_space):
-            raise ConfigError(f"policy.kind=mlp on image observations {obs_space}: use "
-                              "policy.kind=cnn (or auto).")
+                              f"H×W×C or C×H×W, at least 36×36, or a Dict/Tuple with one); "
+                              f"this environment observes {obs_space} (use policy.kind=mlp "
+                              "or auto).")
         self.kind, self.with_value = kind, with_value
         self.shared = shared and with_value and (kind == "cnn" or bool(hidden_sizes))
         continuous = isinstance(act_space, gym.spaces.Box)
-        act_dim = int(act_space.shape[0]) if continuous else int(act_space.n)
+        if continuous:
+            act_dim = int(act_space.shape[0])
+        elif isinstance(act_space, gym.spaces.MultiDiscrete):
+            act_dim = int(np.sum(act_space.nvec))
+        elif isinstance(act_space, gym.spaces.MultiBinary):
+            act_dim = int(act_space.n)
+        else:
+            act_dim = int(act_space.n)
         n_out = 2 * act_dim if continuous and state_dependent_std else act_dim
 
         def body() -> tuple[nn.Module, int]:
             if kind == "tabular":
                 return StateIndex(int(obs_space.n), int(obs_space.start)), int(obs_space.n)
-            if kind == "cnn":
+            if kind == "cnn" and not composite:
                 net = NatureCNN(obs_space.shape, channels_last=obs_space.shape[-1] <= 4)
                 return net, net.out_features
             layers: list[nn.Module] = []
-            width = int(obs_space.n) if discrete_obs else int(obs_space.shape[0])
-            if discrete_obs:
+            if composite:  # one encoder per entry (CNN for images unless kind=mlp)
+                layers.append(MultiInputBody(layout, cnn=kind == "cnn"))
+                width = layers[-1].out_features
+            elif discrete_obs:
+                width = int(obs_space.n)
                 layers.append(OneHot(width, int(obs_space.start)))
+            elif len(obs_space.shape) > 1:  # a grid of numbers (highway-env's 5×5), an image
+                layers.append(Flat())
+                width = int(np.prod(obs_space.shape))
+            else:
+                width = int(obs_space.shape[0])
             if hidden_sizes:
                 layers.append(mlp([width, *hidden_sizes], activation))
                 width = hidden_sizes[-1]
@@ -198,8 +292,10 @@ class ActorCritic(nn.Module):
         if continuous:
             self.head: nn.Module = GaussianHead(out(feat, n_out), act_dim, bounds, log_std_init,
                                                 state_dependent_std)
+        elif isinstance(act_space, gym.spaces.MultiBinary):
+            self.head = BernoulliHead(out(feat, n_out))
         else:
-            self.head = CategoricalHead(out(feat, n_out))
+            self.head = CategoricalHead(out(feat, n_out), getattr(act_space, "nvec", None))
         if with_value:
             if self.shared:
                 self.v_body = self.pi_body
@@ -262,10 +358,14 @@ class ActorCritic(nn.Module):
 # --------------------------------------------------------------------------- building
 
 def resolve_kind(kind: str, obs_space: gym.Space) -> str:
-    """``auto``: tabular for Discrete observations, cnn for images, mlp otherwise."""
+    """``auto``: tabular for Discrete observations, cnn for images (and for a Dict/Tuple
+    with an image entry: the CNN encodes those entries), mlp otherwise."""
     if kind == "auto":
         if isinstance(obs_space, gym.spaces.Discrete):
             return "tabular"
+        layout = ObsLayout(obs_space)
+        if layout.kind == "composite":
+            return "cnn" if any(f.kind == "image" for f in layout.fields) else "mlp"
         return "cnn" if is_image_space(obs_space) else "mlp"
     return kind
 
@@ -290,6 +390,11 @@ def build_policy(policy_cfg, obs_space: gym.Space, act_space: gym.Space,
     interface on a sample observation. Unsupported spaces are a ConfigError naming them.
     (Keys missing from an older run's saved config take their defaults.)"""
     check_spaces(obs_space, act_space)  # the one place that decides what is supported
+    dropped = ObsLayout(obs_space).dropped
+    if dropped:
+        log.info("observation entries %s have no encoding in pgrun and are left out (select "
+                 "entries with gymnasium.wrappers.FilterObservation in env.wrappers)",
+                 ", ".join(dropped))
     opt = lambda key, default: getattr(policy_cfg, key, default)  # noqa: E731
     module_path = opt("module", None)
     if module_path:
@@ -311,10 +416,9 @@ def build_policy(policy_cfg, obs_space: gym.Space, act_space: gym.Space,
 
 
 def obs_dtype(obs_space: gym.Space) -> type:
-    """How observations are stored and fed: int64 state indices, uint8 images, float32."""
-    if isinstance(obs_space, gym.spaces.Discrete):
-        return np.int64
-    return np.uint8 if is_image_space(obs_space) else np.float32
+    """How observations are stored and fed (``pgrun/obs.py``): int64 state indices, uint8
+    images, float32 otherwise."""
+    return ObsLayout(obs_space).dtype
 
 
 def policy_value(policy: nn.Module, obs: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,10 @@ Two ways to cut a batch:
   (REINFORCE: Monte-Carlo returns need whole episodes, and waiting for a fixed count per
   env, rather than for the first episodes to finish, does not favour short episodes).
 
-Observations are stored float32 (T, N, obs_dim) for Box spaces and as int64 state
-indices (T, N) for Discrete ones; actions int64 (T, N) for Discrete spaces and float32
+Observations are stored as ``pgrun/obs.py`` encodes them: float32 (T, N, *shape) for Box
+spaces, uint8 for images, int64 state indices (T, N) for Discrete ones, and float32
+(T, N, width) for a Dict/Tuple (its entries side by side); actions int64 (T, N) for
+Discrete spaces, int64 (T, N, k) for MultiDiscrete/MultiBinary, and float32
 (T, N, act_dim) for Box ones (the unbounded Gaussian samples that log π scores; the env
 gets them mapped into its bounds, see ``distributions.py``).
 
@@ -38,7 +40,8 @@ import torch
 from torch import nn
 
 from pgrun.normalize import ObsNormalizer, RewardScaler
-from pgrun.policies import obs_dtype, policy_value
+from pgrun.obs import ObsLayout
+from pgrun.policies import policy_value
 
 
 @dataclass
@@ -86,11 +89,16 @@ class Actor:
     def __init__(self, policy: nn.Module, obs_space: gym.Space, act_space: gym.Space,
                  bounds=None, device: torch.device | str = "cpu"):
         self.policy, self.device = policy, torch.device(device)
-        self.obs_dtype = obs_dtype(obs_space)
+        self.layout = ObsLayout(obs_space)
+        self.obs_dtype = self.layout.dtype
         box = isinstance(act_space, gym.spaces.Box)
         self.action_dtype = np.float32 if box else np.int64
-        self.action_shape: tuple[int, ...] = tuple(act_space.shape) if box else ()
+        self.action_shape: tuple[int, ...] = tuple(act_space.shape or ())
         self.bounds = bounds
+
+    def encode(self, obs) -> np.ndarray:
+        """The vector env's observations as stored and fed (``pgrun/obs.py``)."""
+        return self.layout.encode(obs)
 
     def _tensor(self, obs: np.ndarray) -> torch.Tensor:
         obs = torch.from_numpy(obs)
@@ -159,7 +167,7 @@ class Collector:
 
     def _observe(self, obs) -> None:
         """Take the envs' observations (raw) and update the normalizer's statistics."""
-        self.obs = np.asarray(obs, dtype=self.obs_dtype)
+        self.obs = self.actor.encode(obs)
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(self.obs)
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from pgrun.config import ConfigError
 from pgrun.flat import flat_parameters
-from pgrun.policies import ActorCritic
+from pgrun.policies import ActorCritic, CategoricalHead, Flat, GaussianHead, MultiInputBody
 
 
 class StackedLinear(nn.Module):
@@ -56,13 +56,23 @@ class StackedEmbedding(nn.Module):
 
 
 def check_stackable(policy: nn.Module) -> None:
-    """A ConfigError unless ``policy`` is a built-in mlp or tabular ``ActorCritic``."""
-    if not isinstance(policy, ActorCritic) or policy.kind not in ("mlp", "tabular"):
-        what = (f"policy.kind={policy.kind}" if isinstance(policy, ActorCritic)
-                else f"the policy module {type(policy).__name__}")
+    """A ConfigError unless ``policy`` is a built-in mlp or tabular ``ActorCritic`` on a
+    flat Box or Discrete observation with a Categorical or Gaussian head."""
+    what = None
+    if not isinstance(policy, ActorCritic):
+        what = f"the policy module {type(policy).__name__}"
+    elif policy.kind not in ("mlp", "tabular"):
+        what = f"policy.kind={policy.kind}"
+    elif any(isinstance(m, Flat | MultiInputBody) for m in policy.modules()):
+        what = "an observation that is not a flat Box or a Discrete space"
+    elif type(policy.head) not in (CategoricalHead, GaussianHead) or \
+            getattr(policy.head, "nvec", None) is not None:
+        what = "a MultiDiscrete or MultiBinary action space"
+    if what is not None:
         raise ConfigError(f"seed batching (hydra/launcher=batched) runs the built-in mlp and "
-                          f"tabular policies; {what} is not supported yet. Run this sweep "
-                          "with hydra/launcher=local (one process per seed) instead.")
+                          f"tabular policies on flat observations; {what} is not supported "
+                          "yet. Run this sweep with hydra/launcher=local (one process per "
+                          "seed) instead.")
 
 
 def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, nn.Module]) -> None:

@@ -40,7 +40,13 @@ from pgrun.checkpoint import (
     set_global_rng_state,
 )
 from pgrun.config import ConfigError, validate
-from pgrun.envs import EVAL_SEED_OFFSET, make_vec_env
+from pgrun.envs import (
+    EVAL_SEED_OFFSET,
+    episode_limit,
+    make_vec_env,
+    registered_threshold,
+    resolve_spec,
+)
 from pgrun.envs.extras import check_env_dependencies, env_id_of
 from pgrun.evaluate import evaluate
 from pgrun.flat import flat_parameters
@@ -148,6 +154,8 @@ def train(cfg: DictConfig, run_dir: Path, stop: StopFlag | None = None,
     validate(cfg)
     check_env_dependencies(env_id_of(cfg.env))  # e.g. LunarLander without the box2d extra
     check_logger_dependencies(cfg.get("logger"))  # e.g. logger.tensorboard without the tb extra
+    if cfg.env.reward_threshold is None:  # env=generic: the registration's, saved with the run
+        cfg.env.reward_threshold = registered_threshold(cfg.env)
     run_dir = Path(run_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
     plan = plan_run(run_dir, config, cfg.resume)  # reads only: a refusal changes nothing
@@ -190,6 +198,11 @@ class _Run:
         seed_everything(cfg.seed)
         algo_cls = ALGORITHMS[cfg.algo.name]
         self.envs = make_vec_env(cfg.env, cfg.env.num_envs)
+        if episode_limit(cfg.env, resolve_spec(cfg.env)) is None:
+            log.info("%s: no time limit registered and env.max_episode_steps=null, so pgrun "
+                     "imposes none: episodes end when the env ends them (MiniGrid and "
+                     "highway-env truncate by themselves); where they may not, set "
+                     "env.max_episode_steps=N, or an evaluation waits forever.", cfg.env.id)
         if cfg.eval.interval > 0:
             self.eval_envs = make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space

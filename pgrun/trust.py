@@ -3,7 +3,8 @@
 A run folder's config (the one in ``checkpoint.pt``, or ``.hydra/config.yaml``) can name
 code: ``env.entry_point=module:Name`` is imported and *called* with ``env.kwargs``
 (``os:system`` with ``{command: ...}`` runs a shell command), and ``env.id=module:Name-v0``
-imports ``module``. Commands that turn a saved config into objects (``pgrun eval``) call
+imports ``module``; each ``env.wrappers`` item's ``_target_`` is imported and called on
+the env. Commands that turn a saved config into objects (``pgrun eval``) call
 ``check_trusted`` first; it refuses, naming the keys and how to allow them
 (``--trust``), unless the user passed that on the command line. ``pgrun train`` never
 needs it: the code it runs is what the user's own command line composes (a resume only

@@ -38,10 +38,10 @@ def build_user_policy(path: str, kwargs: dict, obs_space: gym.Space, act_space: 
 def check_interface(policy: nn.Module, obs_space: gym.Space, act_space: gym.Space,
                     with_value: bool, what: str) -> None:
     """Run the module on two sample observations and check what it returns."""
-    from pgrun.policies import obs_dtype
+    from pgrun.obs import ObsLayout
 
-    obs = torch.from_numpy(np.stack([obs_space.sample() for _ in range(2)])
-                           .astype(obs_dtype(obs_space)))
+    layout = ObsLayout(obs_space)
+    obs = torch.from_numpy(np.stack([layout.encode_one(obs_space.sample()) for _ in range(2)]))
     usage = ("forward(obs) must return (dist, value): dist a pgrun.distributions."
              "Distribution (e.g. from pgrun.policies.CategoricalHead or GaussianHead), value "
              "a tensor of shape (batch,)" + (" (the algorithm trains a critic)" if with_value

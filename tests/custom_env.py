@@ -54,18 +54,20 @@ class Broken(Corridor):
 
 
 class DictObs(Corridor):
+    """A Dict observation with nothing pgrun can encode (text only)."""
+
     def __init__(self):
         super().__init__()
-        self.observation_space = gym.spaces.Dict({"pos": gym.spaces.Box(0.0, 1.0, (1,))})
+        self.observation_space = gym.spaces.Dict({"note": gym.spaces.Text(8)})
 
     def _obs(self):
-        return {"pos": np.array([self.pos / self.size], dtype=np.float32)}
+        return {"note": "abc"}
 
 
-class MultiBinaryActions(Corridor):
+class TupleActions(Corridor):
     def __init__(self):
         super().__init__()
-        self.action_space = gym.spaces.MultiBinary(3)
+        self.action_space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(2)))
 
     def step(self, action):
         return super().step(int(action[0]))

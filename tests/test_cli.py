@@ -54,7 +54,7 @@ def test_tuned_hparams_are_picked_and_overrides_win():
         ("algo.clip_epss=0.1", "clip_epss"),  # misspelt key
         ("algo.clip_eps=abc", "clip_eps"),  # wrong type
         ("algo=foo", "Available options in 'algo'"),
-        ("env=Foo", "Available options in 'env'"),
+        ("env=Foo", "pgrun train env=generic env.id=Foo"),
         ("algo.gamma=1.5", "algo.gamma=1.5: must be in [0, 1]"),
         ("algo.lr=-1", "algo.lr=-1.0: must be > 0"),
         ("algo.clip_eps=0", "algo.clip_eps=0.0: must be > 0"),

@@ -16,9 +16,16 @@ from torch.distributions import (
     TransformedDistribution,
     kl_divergence,
 )
+from torch.distributions import Bernoulli as TorchBernoulli
 from torch.distributions import Categorical as TorchCategorical
 
-from pgrun.distributions import ActionBounds, Categorical, DiagGaussian
+from pgrun.distributions import (
+    ActionBounds,
+    Bernoulli,
+    Categorical,
+    DiagGaussian,
+    MultiCategorical,
+)
 
 LOW, HIGH = np.array([-2.0, 0.5], dtype=np.float32), np.array([2.0, 1.5], dtype=np.float32)
 
@@ -238,3 +245,53 @@ def test_bounds_errors():
         ActionBounds(LOW, HIGH, "squash")
     with pytest.raises(ValueError, match="finite"):
         ActionBounds(np.full(2, -np.inf), np.full(2, np.inf), "tanh")
+
+
+# ------------------------------------------------------- MultiCategorical, Bernoulli
+
+NVEC = (3, 2, 4)
+
+
+def test_multicategorical_against_independent_torch_categoricals():
+    z, other = logits(k=sum(NVEC)), logits(k=sum(NVEC), seed=1)
+    dist, q = MultiCategorical(z, NVEC), MultiCategorical(other, NVEC)
+    refs = [TorchCategorical(logits=part) for part in z.split(NVEC, dim=-1)]
+    qrefs = [TorchCategorical(logits=part) for part in other.split(NVEC, dim=-1)]
+    actions = torch.stack([r.sample() for r in refs], dim=-1)
+    torch.testing.assert_close(dist.log_prob(actions),
+                               sum(r.log_prob(actions[:, j]) for j, r in enumerate(refs)))
+    torch.testing.assert_close(dist.entropy(), sum(r.entropy() for r in refs))
+    torch.testing.assert_close(dist.kl(q), sum(kl_divergence(r, s) for r, s in zip(refs, qrefs, strict=True)))
+    assert torch.equal(dist.mode(), torch.stack([r.probs.argmax(-1) for r in refs], dim=-1))
+    sample = dist.sample(np.random.default_rng(0))
+    assert sample.shape == (40, 3) and (sample < torch.tensor(NVEC)).all() and (sample >= 0).all()
+    torch.testing.assert_close(dist[3:5].log_prob(actions[3:5]), dist.log_prob(actions)[3:5])
+    assert not dist.detach().log_prob(actions).requires_grad
+
+
+def test_multicategorical_sampling_frequencies_follow_the_policy():
+    z = torch.tensor([[0.0, 1.0, -1.0, 2.0, 0.0]], dtype=torch.float64).expand(20_000, 5)
+    dist = MultiCategorical(z, (3, 2))
+    a = dist.sample(np.random.default_rng(1)).numpy()
+    for j, part in enumerate(z[0].split((3, 2))):
+        freq = np.bincount(a[:, j], minlength=len(part)) / len(a)
+        np.testing.assert_allclose(freq, part.softmax(-1).numpy(), atol=0.015)
+
+
+def test_bernoulli_against_torch():
+    z, other = logits(k=4), logits(k=4, seed=1)
+    dist, ref, qref = Bernoulli(z), TorchBernoulli(logits=z), TorchBernoulli(logits=other)
+    actions = ref.sample().long()
+    torch.testing.assert_close(dist.log_prob(actions), ref.log_prob(actions.double()).sum(-1))
+    torch.testing.assert_close(dist.entropy(), ref.entropy().sum(-1))
+    torch.testing.assert_close(dist.kl(Bernoulli(other)), kl_divergence(ref, qref).sum(-1))
+    assert torch.equal(dist.mode(), (ref.probs > 0.5).long())
+    torch.testing.assert_close(dist[::2].entropy(), dist.entropy()[::2])
+    big = torch.tensor([[60.0, -60.0]], dtype=torch.float64)  # saturated: finite, exact
+    assert torch.isfinite(Bernoulli(big).log_prob(torch.tensor([[0, 1]]))).all()
+
+
+def test_bernoulli_sampling_frequencies_follow_the_policy():
+    z = torch.tensor([[-1.0, 0.0, 2.0]], dtype=torch.float64).expand(20_000, 3)
+    a = Bernoulli(z).sample(np.random.default_rng(2)).numpy()
+    np.testing.assert_allclose(a.mean(0), torch.sigmoid(z[0]).numpy(), atol=0.015)

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from pgrun.accelerate import attach
-from pgrun.config import ConfigError
 from pgrun.policies import ActorCritic, NatureCNN, build_policy, resolve_kind
 from tests.conftest import compose_config
 from tests.image_env import LeftRight
@@ -45,11 +44,12 @@ def test_channels_first_images_too():
     assert dist.mode().shape == (2,)
 
 
-def test_mlp_on_images_is_a_clear_error():
+def test_mlp_on_images_flattens_them_when_asked():
     cfg = compose_config("policy.kind=mlp")
     env = LeftRight()
-    with pytest.raises(ConfigError, match="policy.kind=cnn"):
-        build_policy(cfg.policy, env.observation_space, env.action_space, with_value=True)
+    policy = build_policy(cfg.policy, env.observation_space, env.action_space, with_value=True)
+    dist, value = policy(torch.zeros(2, 36, 36, 1, dtype=torch.uint8))
+    assert policy.pi_body[1][0].in_features == 36 * 36 and value.shape == (2,)
 
 
 def test_cnn_policy_learns_the_image_env(cli, tmp_path):

@@ -10,7 +10,6 @@ limit, and which observation and action spaces pgrun supports.
 """
 
 from pgrun.envs.factory import (
-    DEFAULT_MAX_EPISODE_STEPS,
     EVAL_SEED_OFFSET,
     SUPPORTED_SPACES,
     check_env_id,
@@ -20,6 +19,7 @@ from pgrun.envs.factory import (
     episode_limit,
     load_entry_point,
     make_vec_env,
+    registered_threshold,
     resolve_spec,
     vectorization_mode,
 )
@@ -28,8 +28,8 @@ from pgrun.envs.registration import BANDIT_ID, GRIDWORLD_ID, register_envs
 register_envs()
 
 __all__ = [
-    "BANDIT_ID", "DEFAULT_MAX_EPISODE_STEPS", "EVAL_SEED_OFFSET", "GRIDWORLD_ID",
+    "BANDIT_ID", "EVAL_SEED_OFFSET", "GRIDWORLD_ID",
     "SUPPORTED_SPACES", "check_env_id", "check_spaces", "describe", "env_kwargs",
-    "episode_limit", "load_entry_point", "make_vec_env", "register_envs", "resolve_spec",
+    "episode_limit", "load_entry_point", "make_vec_env", "register_envs", "registered_threshold", "resolve_spec",
     "vectorization_mode",
 ]

@@ -13,12 +13,18 @@ Modules are imported as ``python -m`` would from the current directory (it is ap
 ``sys.path`` when missing, e.g. under the ``pgrun`` console script).
 
 **Time limit.** ``env.max_episode_steps`` when set; otherwise the registration's
-``max_episode_steps``; otherwise ``DEFAULT_MAX_EPISODE_STEPS`` (1000), so that no episode
-runs forever. The limit is gymnasium's ``TimeLimit``: it truncates, it never terminates.
+``max_episode_steps``; otherwise none: episodes end when the env terminates or truncates
+them itself (MiniGrid's ``max_steps``, ALE's frame cap). The limit is gymnasium's
+``TimeLimit`` (it truncates, it never terminates), or the native vector env's own
+``max_episode_steps`` where it takes one; one that cannot (ALE's) gets ``sync``
+vectorization under ``auto``.
+
+**Wrappers.** ``env.wrappers`` (``wrappers.py``) wrap every single env, in order; with
+them ``auto`` vectorization is ``sync``.
 
 **Spaces.** ``check_spaces`` is the one place that decides which spaces pgrun supports
-(observations: a 1-D Box for the MLP policy, Discrete for the tabular policy; actions:
-Discrete, 1-D Box). ``make_vec_env`` calls it as soon as the env exists, so an unsupported
+(observations: see ``pgrun/obs.py``; actions: Discrete, MultiDiscrete, MultiBinary, 1-D
+Box). ``make_vec_env`` calls it as soon as the env exists, so an unsupported
 env fails with one message before anything trains.
 
 **Vectorization.** gymnasium's native vector implementation (``vector_entry_point``, e.g.
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -44,23 +51,23 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.envs.registration import EnvSpec
+from gymnasium.envs.registration import EnvSpec, load_env_creator
 from gymnasium.vector import AutoresetMode
 
 from pgrun.config import ConfigError
+from pgrun.envs.wrappers import build_wrappers
+from pgrun.obs import ObsLayout, is_composite
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded from ``seed + EVAL_SEED_OFFSET``: disjoint from the
 training envs' seeds ``seed .. seed + num_envs - 1`` for any practical seed and count."""
 
-DEFAULT_MAX_EPISODE_STEPS = 1000
-"""Time limit for an environment whose registration has none and for which
-``env.max_episode_steps`` is not set (entry points, most user-registered envs)."""
-
 SUPPORTED_SPACES = (
-    "pgrun supports observation spaces Box with one dimension (MLP policy), uint8 images "
-    "H×W×C or C×H×W (CNN policy) and Discrete (tabular policy), and action spaces Discrete (categorical policy) and Box with one "
-    "dimension (Gaussian policy)")
+    "pgrun supports observation spaces Box of any shape, MultiBinary and MultiDiscrete (MLP "
+    "policy, flattened), uint8 images H×W×C or C×H×W of at least 36×36 (CNN policy), "
+    "Discrete (tabular policy), and Dict or Tuple of those (one encoder per entry, others "
+    "dropped); and action spaces Discrete, MultiDiscrete and MultiBinary (categorical and "
+    "Bernoulli factors) and Box with one dimension (Gaussian policy)")
 
 _ENTRY_POINT = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 
@@ -112,22 +119,33 @@ def _describe_exception(err: BaseException) -> str:
 
 def check_env_id(env_id: str) -> EnvSpec:
     """The registered spec of ``env_id`` (``Name-vN`` or ``module:Name-vN``, whose module
-    is imported first), or a ConfigError naming close matches."""
+    is imported first; an id unknown so far is looked up again after importing the
+    installed third-party suites, ``suites.py``), or a ConfigError naming close matches
+    and what to type."""
+    from pgrun.envs.suites import register_installed_suites, suite_hint
+
     lookup, imported = env_id, None
     if ":" in env_id:
         imported, _, lookup = env_id.partition(":")
         _import_module(imported, f"env.id={env_id!r}")
     try:
         return gym.spec(lookup)
-    except gym.error.Error as err:
-        close = difflib.get_close_matches(lookup, list(gym.registry), n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        after = (f" Importing {imported!r} did not register {lookup!r}." if imported else "")
-        raise ConfigError(
-            f"env.id={env_id!r} is not a registered gymnasium environment ({err}).{after}{hint} "
-            "`python -c 'import gymnasium; gymnasium.pprint_registry()'` lists them all; "
-            "an unregistered class or function runs with env=generic "
-            "env.entry_point=module:Name.") from None
+    except gym.error.Error:
+        pass
+    if imported is None and register_installed_suites():
+        try:
+            return gym.spec(lookup)
+        except gym.error.Error:
+            pass
+    close = difflib.get_close_matches(lookup, list(gym.registry), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    after = (f" Importing {imported!r} did not register {lookup!r}." if imported
+             else suite_hint(lookup))
+    raise ConfigError(
+        f"env.id={env_id!r} is not a registered gymnasium environment.{after}{hint} "
+        "`python -c 'import gymnasium; gymnasium.pprint_registry()'` lists them all; "
+        "an unregistered class or function runs with env=generic "
+        "env.entry_point=module:Name.")
 
 
 def load_entry_point(entry_point: str) -> Callable[..., gym.Env]:
@@ -181,13 +199,25 @@ def resolve_spec(env_cfg) -> EnvSpec:
     return check_env_id(env_cfg.id)
 
 
-def episode_limit(env_cfg, spec: EnvSpec) -> int:
-    """``env.max_episode_steps``, else the registration's, else DEFAULT_MAX_EPISODE_STEPS."""
+def episode_limit(env_cfg, spec: EnvSpec) -> int | None:
+    """``env.max_episode_steps``, else the registration's, else None: no time limit."""
     if env_cfg.max_episode_steps is not None:
         return int(env_cfg.max_episode_steps)
     if spec.max_episode_steps is not None:
         return int(spec.max_episode_steps)
-    return DEFAULT_MAX_EPISODE_STEPS
+    return None
+
+
+def registered_threshold(env_cfg) -> float | None:
+    """The registration's ``reward_threshold`` for ``env.id`` (None for an entry point,
+    an id without one, or an id that does not resolve)."""
+    if getattr(env_cfg, "entry_point", None):
+        return None
+    try:
+        threshold = check_env_id(env_cfg.id).reward_threshold
+    except Exception:  # noqa: BLE001 (an unknown id is reported when the env is made)
+        return None
+    return None if threshold is None else float(threshold)
 
 
 def env_kwargs(env_cfg) -> dict[str, Any]:
@@ -205,46 +235,41 @@ def env_kwargs(env_cfg) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ spaces
 
-def is_image_space(space: gym.Space) -> bool:
-    """A uint8 Box of shape H×W×C or C×H×W (C ≤ 4 on one side): what the CNN body takes."""
-    return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
-            and len(space.shape) == 3 and min(space.shape[0], space.shape[-1]) <= 4)
-
-
 def check_spaces(obs_space: gym.Space, act_space: gym.Space, what: str = "the environment") -> None:
     """Raise a ConfigError unless pgrun has a policy for these (single-env) spaces.
 
-    The one place that decides which spaces are supported: the policies build for any
-    space that passes."""
-    Box, Discrete = gym.spaces.Box, gym.spaces.Discrete
-    if not (isinstance(obs_space, Discrete) or is_image_space(obs_space)
-            or (isinstance(obs_space, Box) and len(obs_space.shape) == 1)):
-        if isinstance(obs_space, Box):
-            hint = (f" A Box of shape {obs_space.shape} can be flattened with "
-                    "gymnasium.wrappers.FlattenObservation in your entry point (pgrun's "
-                    "convolutional policy takes uint8 images, H×W×C or C×H×W).")
-        elif isinstance(obs_space, gym.spaces.Dict | gym.spaces.Tuple):
-            hint = (" gymnasium.wrappers.FlattenObservation in your entry point turns a "
-                    "Dict or Tuple of Box/Discrete spaces into one flat Box.")
-        else:
-            hint = ""
+    The one place that decides which spaces are supported (observations: ``pgrun/obs.py``):
+    the policies build for any space that passes."""
+    layout = ObsLayout(obs_space)
+    if not layout.supported:
+        hint = (" None of its entries has a space pgrun encodes; select or convert them with "
+                "gymnasium wrappers in env.wrappers." if is_composite(obs_space) else "")
         raise ConfigError(f"{what} has observation space {obs_space}, which pgrun does not "
                           f"support. {SUPPORTED_SPACES}.{hint}")
-    if isinstance(act_space, Discrete):
-        if act_space.start != 0:
+    Discrete, MultiDiscrete = gym.spaces.Discrete, gym.spaces.MultiDiscrete
+    if isinstance(act_space, Discrete | MultiDiscrete):
+        start = np.asarray(act_space.start)
+        if (start != 0).any():
             raise ConfigError(
                 f"{what} has action space {act_space}, which starts at {act_space.start}: "
-                f"pgrun's categorical policy acts 0..n−1 (use Discrete({act_space.n}) and "
-                f"shift in the env). {SUPPORTED_SPACES}.")
-    elif not (isinstance(act_space, Box) and len(act_space.shape) == 1):
+                f"pgrun's categorical policies act 0..n−1 (shift in the env or a wrapper). "
+                f"{SUPPORTED_SPACES}.")
+        if isinstance(act_space, MultiDiscrete) and len(act_space.shape) != 1:
+            raise ConfigError(f"{what} has action space {act_space}: pgrun takes a MultiDiscrete "
+                              f"with one dimension of factors. {SUPPORTED_SPACES}.")
+    elif isinstance(act_space, gym.spaces.MultiBinary):
+        if len(act_space.shape) != 1:
+            raise ConfigError(f"{what} has action space {act_space}: pgrun takes a MultiBinary "
+                              f"of one dimension, MultiBinary(n). {SUPPORTED_SPACES}.")
+    elif not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1):
         raise ConfigError(f"{what} has action space {act_space}, which pgrun does not "
-                          f"support: its policies output one categorical or one Gaussian "
-                          f"(vector) action. {SUPPORTED_SPACES}.")
+                          f"support. {SUPPORTED_SPACES}.")
 
 
 # ------------------------------------------------------------------ vector envs
 
-def check_reset(spec: EnvSpec, kwargs: dict[str, Any], what: str) -> None:
+def check_reset(spec: EnvSpec, kwargs: dict[str, Any], what: str,
+                wrappers: Sequence[Callable[[gym.Env], gym.Env]] = ()) -> None:
     """Make one env and reset it: a ConfigError unless ``reset`` returns gymnasium's
     ``(observation, info)`` with an observation of the declared space's shape (else the
     vector env fails deep inside with "wrong shape" or "not enough values to unpack")."""
@@ -254,6 +279,12 @@ def check_reset(spec: EnvSpec, kwargs: dict[str, Any], what: str) -> None:
         env = gym.make(spec, disable_env_checker=True, **kwargs)
     except Exception:  # noqa: BLE001 (make_vec_env reports a constructor's error)
         return
+    try:
+        for wrap in wrappers:  # a wrapper that does not fit raises its ConfigError here
+            env = wrap(env)
+    except ConfigError:
+        env.close()
+        raise
     try:
         out = env.reset(seed=0)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
@@ -280,48 +311,78 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _mode(vectorization: str, spec: EnvSpec, what: str) -> str:
-    if vectorization == "auto":
-        return "vector_entry_point" if spec.vector_entry_point is not None else "sync"
-    if vectorization == "vector_entry_point" and spec.vector_entry_point is None:
-        raise ConfigError(f"env.vectorization=vector_entry_point: {what} has no native vector "
-                          "implementation; use auto, sync or async.")
-    return vectorization
+def _takes_time_limit(spec: EnvSpec) -> bool:
+    """Whether the native vector env accepts ``max_episode_steps`` (gymnasium's CartPole
+    does; ALE's AtariVectorEnv does not)."""
+    try:
+        params = inspect.signature(load_env_creator(spec.vector_entry_point)).parameters
+    except Exception:  # noqa: BLE001 (cannot tell: assume not, and use a Python env)
+        return False
+    return "max_episode_steps" in params or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _mode(env_cfg, spec: EnvSpec, what: str, vectorization: str | None = None) -> str:
+    """The vectorization to use: ``auto`` is the native vector env where there is one and it
+    can take what the config asks (wrappers, a time limit), else ``sync``."""
+    mode = vectorization or env_cfg.vectorization
+    wrappers = bool(getattr(env_cfg, "wrappers", None))
+    limit = episode_limit(env_cfg, spec)
+    new_limit = limit is not None and limit != spec.max_episode_steps
+    if mode == "auto":
+        native = (spec.vector_entry_point is not None and not wrappers
+                  and (not new_limit or _takes_time_limit(spec)))
+        return "vector_entry_point" if native else "sync"
+    if mode == "vector_entry_point":
+        if spec.vector_entry_point is None:
+            raise ConfigError(f"env.vectorization=vector_entry_point: {what} has no native "
+                              "vector implementation; use auto, sync or async.")
+        if wrappers:
+            raise ConfigError(f"env.vectorization=vector_entry_point: {what}'s native vector "
+                              "env cannot take env.wrappers; use env.vectorization=auto, sync "
+                              "or async.")
+        if new_limit and not _takes_time_limit(spec):
+            raise ConfigError(f"env.vectorization=vector_entry_point: {what}'s native vector "
+                              f"env takes no time limit (env.max_episode_steps={limit}); use "
+                              "env.vectorization=auto, sync or async, or drop "
+                              "env.max_episode_steps.")
+    return mode
 
 
 def vectorization_mode(env_cfg) -> str:
     """The vectorization ``make_vec_env`` uses for this config (``auto`` resolved)."""
-    return _mode(env_cfg.vectorization, resolve_spec(env_cfg), describe(env_cfg))
+    return _mode(env_cfg, resolve_spec(env_cfg), describe(env_cfg))
 
 
 def make_vec_env(env_cfg, num_envs: int, *, vectorization: str | None = None,
                  wrappers: Sequence[Callable[[gym.Env], gym.Wrapper]] | None = None,
                  **make_kwargs: Any) -> gym.vector.VectorEnv:
     """``num_envs`` copies of the configured environment as one vector env, with its time
-    limit and with supported spaces (else a ConfigError).
+    limit, ``env.wrappers``, and supported spaces (else a ConfigError).
 
     ``vectorization`` overrides ``env.vectorization``; ``wrappers`` wrap each single env
-    (sync/async only); ``make_kwargs`` (e.g. ``render_mode="rgb_array"``) go to the
-    constructor after ``env.kwargs``."""
+    after ``env.wrappers`` (sync/async only); ``make_kwargs`` (e.g.
+    ``render_mode="rgb_array"``) go to the constructor after ``env.kwargs``."""
     what = describe(env_cfg)
     spec = resolve_spec(env_cfg)
-    mode = _mode(vectorization or env_cfg.vectorization, spec, what)
+    mode = _mode(env_cfg, spec, what, vectorization)
     user_kwargs = env_kwargs(env_cfg)
     kwargs = {**user_kwargs, **make_kwargs}
     limit = episode_limit(env_cfg, spec)
-    if limit != spec.max_episode_steps:
+    if limit is not None and limit != spec.max_episode_steps:
         kwargs["max_episode_steps"] = limit
+    all_wrappers = [*build_wrappers(env_cfg), *(wrappers or [])]
     if mode != "vector_entry_point":  # Python envs: see that the first reset fits the API
-        check_reset(spec, kwargs, what)
+        check_reset(spec, kwargs, what, all_wrappers)
     try:
         envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode,
-                            wrappers=list(wrappers or []), **kwargs)
+                            wrappers=all_wrappers, **kwargs)
+    except ConfigError:
+        raise
     except Exception as err:  # noqa: BLE001 (a constructor's error is the user's to read)
         raise ConfigError(
             f"Could not create {what} with env.kwargs={user_kwargs} ({mode} vectorization): "
-            f"{_describe_exception(err)}."
-            + (" Check env.kwargs against the constructor's arguments."
-               if isinstance(err, TypeError) else "")) from None
+            f"{_describe_exception(err)}." + _kwargs_hint(err, user_kwargs)) from None
     try:
         autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if autoreset != AutoresetMode.NEXT_STEP:
@@ -334,8 +395,17 @@ def make_vec_env(env_cfg, num_envs: int, *, vectorization: str | None = None,
     return envs
 
 
+def _kwargs_hint(err: Exception, user_kwargs: dict[str, Any]) -> str:
+    """A hint to check env.kwargs, only where the error names one of them."""
+    named = [k for k in user_kwargs if re.search(rf"\b{re.escape(str(k))}\b", str(err))]
+    if not named:
+        return ""
+    return (f" Check env.kwargs ({', '.join(named)}) against the constructor's arguments, "
+            "or drop them.")
+
+
 __all__ = [
-    "DEFAULT_MAX_EPISODE_STEPS", "EVAL_SEED_OFFSET", "SUPPORTED_SPACES", "check_env_id",
+    "EVAL_SEED_OFFSET", "SUPPORTED_SPACES", "check_env_id",
     "check_spaces", "describe", "env_kwargs", "episode_limit", "import_object", "load_entry_point",
-    "make_vec_env", "resolve_spec", "vectorization_mode",
+    "make_vec_env", "registered_threshold", "resolve_spec", "vectorization_mode",
 ]

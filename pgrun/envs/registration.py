@@ -19,5 +19,5 @@ def register_envs() -> None:
         gym.register(id=GRIDWORLD_ID, entry_point="pgrun.envs.gridworld:GridWorldEnv",
                      max_episode_steps=100, reward_threshold=-69.0)
     if BANDIT_ID not in gym.registry:
-        # One-step episodes: no time limit of its own (pgrun still wraps its default one).
+        # One-step episodes: no time limit needed.
         gym.register(id=BANDIT_ID, entry_point="pgrun.envs.bandit:BanditEnv")
