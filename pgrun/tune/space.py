@@ -133,8 +133,8 @@ def check_against(params: dict[str, dict], cfg: DictConfig) -> None:
             except OmegaConfBaseException as err:
                 problems.append(f"{key}={value!r}: {str(err).splitlines()[0]}")
             except ConfigError as err:
-                problems += [f"{key}={value!r}: {line.strip()}" for line in
-                             str(err).splitlines()[1:] if line.strip().startswith(key)] or [
+                problems += [line.strip() for line in str(err).splitlines()[1:]
+                             if line.strip().startswith(key)] or [
                              f"{key}={value!r}: {str(err).splitlines()[-1].strip()}"]
     if problems:
         raise ConfigError("Invalid search space:\n  " + "\n  ".join(problems))
