@@ -251,7 +251,7 @@ def test_median_pruner_stops_a_trial_that_falls_behind(cli, tmp_path):
     pruned = [row for row in rows if row["state"] == "PRUNED"]
     assert rows[0]["state"] == "COMPLETE" and pruned, rows
     for row in pruned:
-        assert float(row["params_algo.lr"]) < 1e-5
+        assert float(row["params_algo.lr"]) < 1e-4  # ≥ 10× below the preset's 1e-3
         stopped = study / "runs" / f"t{int(row['number']):04d}_s0"
         summary = json.loads((stopped / "summary.json").read_text())
         assert summary["status"] == "interrupted"

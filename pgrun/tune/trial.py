@@ -18,7 +18,6 @@ over seeds, with its stratified-bootstrap 95% interval kept beside it.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import multiprocessing
 import os
@@ -38,6 +37,7 @@ from pgrun.compare.stats import final_return as _final_return
 OBJECTIVES = ("iqm_final", "auc")
 POLL_S = 0.5
 STOP_WAIT_S = 60.0
+WATCH_S = 1.0
 
 
 class Interrupted(Exception):
@@ -90,20 +90,30 @@ def context():
     return _context
 
 
-def train_child(args: list[str], log_path: str) -> None:  # pragma: no cover (a child)
-    """``pgrun train <args>`` in a child process, its output into ``log_path``. On Linux
-    the child gets SIGTERM when its parent dies (kill -9 of the tuner included), so no
-    orphan run keeps writing a folder that the resumed search continues."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def train_child(args: list[str], log_path: str, tuner: int) -> None:  # pragma: no cover (a child)
+    """``pgrun train <args>`` in a child process, its output into ``log_path``. When the
+    tuner (pid ``tuner``) dies, kill -9 included, the run gets SIGTERM (it checkpoints and
+    stops), so no orphan keeps writing a folder that the resumed search continues."""
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    threading.Thread(target=_stop_when_gone, args=(tuner,), daemon=True).start()
     from pgrun.cli import main
 
     sys.exit(main(["train", *args]))
+
+
+def _stop_when_gone(pid: int) -> None:  # pragma: no cover (a child's thread)
+    while True:
+        time.sleep(WATCH_S)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        except PermissionError:  # the pid was reused by another user's process
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
 
 
 class TrialRunner:
@@ -144,7 +154,7 @@ class TrialRunner:
         run_dir = self.run_dir(seed)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{run_dir.name}.log"
-        proc = context().Process(target=train_child, args=(self.args(seed), str(log_path)),
+        proc = context().Process(target=train_child, args=(self.args(seed), str(log_path), os.getpid()),
                                  name=run_dir.name)
         proc.start()
         try:
