@@ -50,10 +50,10 @@ def best_yaml(path: Path, best, plan) -> None:
     best_args = " ".join(shlex.quote(space.override(k, v)) for k, v in found.items())
     header = f"""# @package _global_
 # pgrun tune: trial {best.number} of the study in {plan.study_dir}, the best by
-# {plan.objective} = {best.value:.4g}{ci} (IQM over seeds {plan.seeds[0]}–{plan.seeds[-1]};
-# bootstrap 95% interval) with: {runs}.
-# {'Based on ' + str(preset_file) + ' (kept below) with' if preset else 'With'} the searched
-# params and the search's budget. To make it the preset for algo={plan.algo} env={plan.env}:
+# {plan.objective} = {best.value:.4g}{ci} (IQM over seeds {plan.seeds[0]}–{plan.seeds[-1]}, bootstrap 95% interval),
+# trained with: {runs}.
+# {'It is ' + str(preset_file) + ' (kept below) with' if preset else 'It holds'} the searched params and the search's budget.
+# To make it the preset for algo={plan.algo} env={plan.env}:
 #   cp {path} {preset_file}
 # Check it on fresh seeds first, against the defaults:
 #   pgrun train -m {runs} {best_args} seed='range(100,110)' hydra.sweep.dir={plan.study_dir}/confirm/tuned
