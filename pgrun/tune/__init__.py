@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
 
 
 def main(argv: list[str]) -> int:
@@ -20,6 +17,7 @@ def main(argv: list[str]) -> int:
         print("pgrun tune needs Optuna: pip install -e '.[tune]' (from pgrun's checkout).",
               file=sys.stderr)
         return 2
+    from pgrun.cli import CONF_DIR
     from pgrun.config import ConfigError
     from pgrun.tune.command import prepare, run
 

@@ -348,7 +348,11 @@ def run(plan: Plan) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     existing = existing_study(plan)
-    plan.study_dir.mkdir(parents=True, exist_ok=True)  # every check passed
+    try:
+        plan.study_dir.mkdir(parents=True, exist_ok=True)  # every check passed
+    except OSError as err:
+        raise ConfigError(f"study={plan.study_dir}: cannot create the folder ({err.strerror}); "
+                          "choose a folder you can write to.") from None
     lock = RunLock(plan.study_dir)
     try:
         lock.__enter__()
