@@ -1,4 +1,5 @@
-"""``pgrun`` command line: dispatches ``pgrun train`` to the Hydra app."""
+"""``pgrun`` command line: dispatches ``pgrun train`` to the Hydra app, and compare, eval
+and tune to their modules."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ Usage:
   pgrun train [key=value ...]     train one agent (Hydra overrides; --help for groups)
   pgrun train -m key=a,b ...      a sweep (Hydra multirun), e.g. seed='range(10)'
   pgrun compare PATH... [options] compare runs: statistics over seeds, curves (--help)
+  pgrun tune [key=value ...]      search hyperparameters with Optuna, k seeds per trial
+                                  (pgrun[tune]; --help)
   pgrun eval RUN_DIR [key=value]  evaluate a run's checkpoint: episodes=N deterministic=BOOL
                                   video=true (pgrun[video]) seed=N; --trust to run the code
                                   its config names (env.entry_point, env.id=module:Env-v0)
@@ -30,6 +33,7 @@ Examples:
   pgrun compare outputs/sweeps/<date>          report.md, summary.csv, curves.png
   pgrun train -m hydra/launcher=local seed='range(10)'   the sweep on every core
   pgrun eval outputs/runs/<run> episodes=20 video=true
+  pgrun tune algo=ppo env=CartPole-v1 trials=50 seeds=3   study in outputs/tune/ppo_CartPole-v1
 """
 
 register()
@@ -93,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         from pgrun.evalcmd import main as evaluate  # torch, gymnasium only here
 
         return evaluate(rest)
+    if command == "tune":
+        from pgrun.tune import main as tune  # optuna only here
+
+        return tune(rest)
     if command == "compare":
         from pgrun.compare import main as compare  # pandas, scipy, matplotlib only here
 
         return compare(rest)
-    print(f"pgrun: unknown command {command!r}; available: train, compare, eval.\n\n{USAGE}", file=sys.stderr)
+    print(f"pgrun: unknown command {command!r}; available: train, compare, eval, tune.\n\n{USAGE}", file=sys.stderr)
     return 2

@@ -22,6 +22,7 @@ from pgrun.compare.report import (
     skipped_warnings,
     write_tables,
 )
+from pgrun.compare.stats import FINAL_LAST
 from pgrun.compare.summary import choose_source, summarize
 
 DESCRIPTION = """Compare runs: find every run folder under PATH... (plain runs and Hydra
@@ -56,8 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="keep runs whose config has KEY=VALUE (repeatable; repeating a key "
                         "keeps either value)")
-    p.add_argument("--last", type=int, default=3, metavar="K",
-                   help="final return = mean of each run's last K points (default 3)")
+    p.add_argument("--last", type=int, default=FINAL_LAST, metavar="K",
+                   help=f"final return = mean of each run's last K points (default {FINAL_LAST})")
     p.add_argument("--curve", choices=["auto", "eval", "train"], default="auto",
                    help="eval.csv or training returns from metrics.csv (auto: eval when "
                         "every run has evaluations)")

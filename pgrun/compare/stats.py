@@ -45,6 +45,10 @@ def up_to(curve: Curve, step: float) -> Curve:
     return Curve(curve.steps[keep], curve.returns[keep])
 
 
+FINAL_LAST = 3
+"""Evaluations averaged into a run's final return by default (``pgrun compare --last``)."""
+
+
 def final_return(curve: Curve, last: int) -> float:
     """The mean of a run's last ``last`` returns on its curve (fewer if it has fewer;
     NaN if none)."""
