@@ -17,8 +17,9 @@ boundary with a checkpoint each; run again, each resumes from its own checkpoint
 or batched again (a seed's checkpoint has the format of a run trained alone). Runs whose
 checkpoints are at different updates are trained in separate groups.
 
-Seed-batched: algorithms with ``seed_batched`` (PPO) and the built-in mlp and tabular
-bodies; the rest is refused with a clear error (use ``hydra/launcher=local``).
+Seed-batched: algorithms with ``seed_batched`` (PPO, VPG) and what ``stack.check_stackable``
+accepts (built-in mlp and tabular bodies on flat observations, Categorical and Gaussian
+heads); the rest is refused with a clear error (use ``hydra/launcher=local``).
 """
 
 from __future__ import annotations
