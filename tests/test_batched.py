@@ -169,6 +169,7 @@ def test_batched_sweep_from_the_command_line(tmp_path):
     for i, run in enumerate(runs):
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "complete" and summary["seed"] == i
+        assert summary["update_path"] == "seed-batched (3 seeds, numpy-layers)"  # n_jobs=1
         assert (run / ".hydra" / "config.yaml").is_file() and (run / "checkpoint.pt").is_file()
     again = run_cli(*args)
     assert again.returncode == 0 and "3 skipped (already complete)" in again.stdout

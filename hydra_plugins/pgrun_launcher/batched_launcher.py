@@ -69,10 +69,10 @@ def execute_chunk(jobs: list[tuple[int, Sequence[str]]], hydra_context: HydraCon
                                    job_dir_key="hydra.sweep.dir",
                                    job_subdir_key="hydra.sweep.subdir"))
     if deferred:
-        values = iter(train_deferred(deferred))
-        by_dir = {str(job.run_dir): next(values) for job in deferred}
+        by_dir = {str(job.run_dir): value
+                  for job, value in zip(deferred, train_deferred(deferred), strict=True)}
         for ret in returns:
-            if ret.working_dir in by_dir:  # noqa: SIM102
+            if ret.working_dir in by_dir:
                 ret.return_value = by_dir[ret.working_dir]
     return returns
 
@@ -97,7 +97,7 @@ class BatchedLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        n_jobs = os.cpu_count() or 1 if self.n_jobs in (-1, None) else int(self.n_jobs)
+        n_jobs = (os.cpu_count() or 1) if self.n_jobs in (-1, None) else int(self.n_jobs)
         if self.seeds_per_process is not None and int(self.seeds_per_process) < 1:
             raise ValueError(f"hydra.launcher.seeds_per_process={self.seeds_per_process}: "
                              "must be a positive number of seeds")
