@@ -42,7 +42,7 @@ from pgrun.envs.extras import check_env_dependencies, env_id_of
 from pgrun.lock import RunLock
 from pgrun.policies import action_bounds, build_policy
 from pgrun.resume import plan_run
-from pgrun.rollout import Actor, Batch, Collector
+from pgrun.rollout import Actor, Batch
 from pgrun.signals import StopFlag, stop_on_signals
 from pgrun.stack import SeedStack, check_stackable
 from pgrun.train import NonFiniteError, _Run
@@ -156,8 +156,7 @@ class _RowOptimizer:
         state = state_dict["state"].get(0)
         if state:
             self.opt.state[self.param] = {
-                n: v.to(self.param.device) if n != "step" or torch.is_tensor(v) else v
-                for n, v in state.items()}
+                n: v.to(self.param.device) if torch.is_tensor(v) else v for n, v in state.items()}
 
 
 class _SeedAlgorithm:
@@ -220,7 +219,7 @@ class SeedBatch:
                            action_bounds(cfg.policy, envs.single_action_space), first.device)
         self.rngs = _SeedRngs([r.collector.rng for r in self.runs])
         self.live = np.ones(len(self.runs), dtype=bool)
-        self.last_batches: list[Batch | None] = [None] * len(self.runs)
+        self.last_batches: list[Batch] = [None] * len(self.runs)  # type: ignore[list-item]
 
     def run(self) -> list[dict | Exception]:
         try:
@@ -250,48 +249,26 @@ class SeedBatch:
                 r.watch.totals[name] = r.watch.totals.get(name, 0.0) + dt
 
     def _collect(self, num_steps: int) -> list[Batch]:
-        """``num_steps`` steps of every live seed's envs, acting for all in one pass."""
-        live = [k for k in range(len(self.runs)) if self.live[k]]
-        collectors: list[Collector] = [self.runs[k].collector for k in live]
-        for c in collectors:
-            c.begin_steps(num_steps)
-        rngs = _SeedRngs([c.rng for c in collectors])
-        stack_rows = torch.as_tensor(live)
+        """``num_steps`` steps of every live seed's envs, acting for all K seeds in one
+        pass (a stopped seed's actions, from its last observations, are drawn and ignored)."""
+        collectors = [r.collector for r in self.runs]
+        live = np.flatnonzero(self.live)
+        for k in live:
+            collectors[k].begin_steps(num_steps)
         for t in range(num_steps):
             obs = np.stack([c.policy_obs() for c in collectors])
-            actions, logp, value = self._act(obs, rngs, stack_rows)
-            for j, c in enumerate(collectors):
-                c.advance(t, None, obs[j], actions[j], logp[j],
-                          None if value is None else value[j])
+            actions, logp, value = self.actor.act(obs, self.rngs)
+            for k in live:
+                collectors[k].advance(t, None, obs[k], actions[k], logp[k],
+                                      None if value is None else value[k])
         last = None
         if collectors[0].with_value:
-            last = self._value(np.stack([c.policy_obs() for c in collectors]), stack_rows)
-        for j, (k, c) in enumerate(zip(live, collectors, strict=True)):
-            c.account(num_steps)
-            self.last_batches[k] = c.batch(num_steps, None if last is None else last[j])
+            last = self.actor.value(np.stack([c.policy_obs() for c in collectors]))
+        for k in live:
+            collectors[k].account(num_steps)
+            self.last_batches[k] = collectors[k].batch(num_steps,
+                                                       None if last is None else last[k])
         return self.last_batches
-
-    def _full(self, obs: np.ndarray, rows: torch.Tensor) -> np.ndarray:
-        """Observations of the live seeds placed in a K-seed array (dead seeds get a copy
-        of the first live seed's: their outputs are ignored)."""
-        if len(rows) == len(self.runs):
-            return obs
-        full = np.repeat(obs[:1], len(self.runs), axis=0)
-        full[rows.numpy()] = obs
-        return full
-
-    def _act(self, obs, rngs, rows):
-        full = self._full(obs, rows)
-        if len(rows) == len(self.runs):
-            return self.actor.act(full, rngs)
-        draws = _SeedRngs([self.runs[k].collector.rng if self.live[k] else np.random.default_rng(0)
-                           for k in range(len(self.runs))])
-        actions, logp, value = self.actor.act(full, draws)
-        idx = rows.numpy()
-        return actions[idx], logp[idx], None if value is None else value[idx]
-
-    def _value(self, obs, rows):
-        return self.actor.value(self._full(obs, rows))[rows.numpy()]
 
     def _loop(self) -> None:
         first = self.runs[0]
@@ -312,12 +289,10 @@ class SeedBatch:
                         self._fail(k, err)
             if not self.live.any():
                 break
-            live_k = int(np.argmax(self.live))
-            progress = self.runs[live_k].state["step"] / first.total
+            progress = self.runs[int(np.argmax(self.live))].state["step"] / first.total
             self.algo.live = self.live.copy()
             t0 = time.perf_counter()
-            stats = self.algo.update([b if b is not None else batches[live_k] for b in batches],
-                                     progress=progress)
+            stats = self.algo.update(batches, progress=progress)  # stopped seeds take no step
             self._timed("update", t0)
             for k, r in enumerate(self.runs):
                 if not self.live[k]:
