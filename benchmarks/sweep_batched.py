@@ -3,6 +3,7 @@ seed-batched (``hydra/launcher=batched``), and Stable-Baselines3 two seeds at a 
 
     python benchmarks/sweep_batched.py                       # CartPole-v1 and Pendulum-v1
     python benchmarks/sweep_batched.py --envs CartPole-v1 --seeds 4 --steps 20000
+    python benchmarks/sweep_batched.py --phases               # CPU time of one update, one rollout
 
 pgrun runs its tuned presets (conf/hparams/ppo_<env>.yaml: RL Zoo's CartPole settings;
 Pendulum's 8 envs × 256 steps, minibatches of 64, 10 epochs, normalized observations and
@@ -88,6 +89,58 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def phase_costs(env_id: str, seeds: int, repeats: int = 5) -> dict:
+    """CPU seconds (``time.process_time``, median of ``repeats``) of one update and one
+    rollout of the preset: the K seeds batched against K seeds one after another."""
+    import numpy as np
+    from hydra import compose, initialize_config_dir
+
+    from pgrun.batched import SeedBatch
+    from pgrun.cli import CONF_DIR
+    from pgrun.config import register
+    from pgrun.resume import Plan
+    from pgrun.train import _Run, limit_threads
+
+    register()
+    limit_threads(1)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfgs = [compose("config", overrides=[f"env={env_id}", f"seed={s}", "progress=none",
+                                             "eval.interval=0"]) for s in range(seeds)]
+
+    def runs(root: Path, name: str) -> list:
+        out = []
+        for s, cfg in enumerate(cfgs):
+            (root / f"{name}{s}").mkdir()
+            out.append(_Run(cfg, root / f"{name}{s}", {}, Plan("fresh"), None))
+        return out
+
+    def cpu(f) -> float:
+        times = []
+        for _ in range(repeats):
+            t = time.process_time()
+            f()
+            times.append(time.process_time() - t)
+        return float(np.median(times))
+
+    num_steps = cfgs[0].algo.num_steps
+    with tempfile.TemporaryDirectory() as tmp:
+        batch = SeedBatch(runs(Path(tmp), "b"))
+        batch._setup()
+        alone = runs(Path(tmp), "a")
+        for r in alone:
+            r._setup()
+        batches = batch._collect(num_steps)
+        alone_batches = [r.algo.collect(r.collector) for r in alone]
+        out = {"update_batched_s": cpu(lambda: batch.algo.update(batches, 0.1)),
+               "update_alone_s": cpu(lambda: [r.algo.update(b, 0.1) for r, b
+                                              in zip(alone, alone_batches, strict=True)]),
+               "rollout_batched_s": cpu(lambda: batch._collect(num_steps)),
+               "rollout_alone_s": cpu(lambda: [r.algo.collect(r.collector) for r in alone])}
+        for r in [*batch.runs, *alone]:
+            r.close()
+    return out
+
+
 def run_pgrun(env_id: str, seeds: int, steps: int, launcher: str, sweep_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "pgrun", "train", "-m", f"hydra/launcher={launcher}",
            "algo=ppo", f"env={env_id}", f"seed=range({seeds})", f"total_steps={steps}",
@@ -114,7 +167,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--out", type=Path, help="append the results (JSON lines) here")
     parser.add_argument("--no-sb3", action="store_true", help="pgrun's two launchers only")
+    parser.add_argument("--phases", action="store_true",
+                        help="only the CPU time of one update and one rollout, K=5 seeds")
     args = parser.parse_args()
+    if args.phases:
+        for env_id in args.envs:
+            c = phase_costs(env_id, 5)
+            print(f"{env_id}, 5 seeds, CPU s: update batched {c['update_batched_s']:.3f} vs "
+                  f"alone {c['update_alone_s']:.3f} ({c['update_alone_s'] / c['update_batched_s']:.2f}×); "
+                  f"rollout batched {c['rollout_batched_s']:.3f} vs alone "
+                  f"{c['rollout_alone_s']:.3f} ({c['rollout_alone_s'] / c['rollout_batched_s']:.2f}×)")
+        return
     print(f"{args.seeds} seeds × PPO, {args.steps:,} steps each; {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
