@@ -169,21 +169,35 @@ class _SeedAlgorithm:
         return {name: _RowOptimizer(opt, self.k) for name, opt in self.algo.optimizers().items()}
 
     def state_dict(self) -> dict:
-        return self.algo.state_dict()
+        """Seed k's part of the algorithm's state (per-seed NumPy arrays sliced)."""
+        return {key: float(v[self.k]) if isinstance(v, np.ndarray) and v.ndim else v
+                for key, v in self.algo.state_dict().items()}
 
 
 class _SeedRngs:
     """The K seeds' action generators as one: a draw of shape (K, …) stacks each seed's
-    own draw, so seed k's actions are those it would sample alone."""
+    own draw, so seed k's actions are those it would sample alone. Seeds not in ``only``
+    draw nothing (0.5 in their place): their actions are not used."""
 
-    def __init__(self, generators: list[np.random.Generator]):
-        self.generators = generators
+    def __init__(self, generators: list[np.random.Generator], only: np.ndarray | None = None):
+        self.generators, self.only = generators, only
+
+    def _draw(self, shape, draw):
+        if self.only is None:
+            return np.stack([draw(g) for g in self.generators])
+        out = None
+        for k in np.flatnonzero(self.only):
+            x = draw(self.generators[k])
+            if out is None:
+                out = np.full((len(self.generators), *x.shape), 0.5, dtype=x.dtype)
+            out[k] = x
+        return out
 
     def random(self, shape):
-        return np.stack([g.random(shape[1:]) for g in self.generators])
+        return self._draw(shape, lambda g: g.random(shape[1:]))
 
     def standard_normal(self, shape, dtype=np.float64):
-        return np.stack([g.standard_normal(shape[1:], dtype=dtype) for g in self.generators])
+        return self._draw(shape, lambda g: g.standard_normal(shape[1:], dtype=dtype))
 
 
 class SeedBatch:
@@ -203,16 +217,20 @@ class SeedBatch:
         first = self.runs[0]
         cfg = first.cfg
         self.stack = SeedStack([r.policy for r in self.runs])
-        path = attach(self.stack, cfg.get("accelerate", True))
         algo_cls = ALGORITHMS[cfg.algo.name]
+        accelerate = cfg.get("accelerate", True) and not algo_cls.second_order
+        path = attach(self.stack, accelerate)
         self.algo = algo_cls(cfg.algo, self.stack, cfg.env.num_envs, first.device,
                              generators=self.generators)
+        states = [r.algo.state_dict() for r in self.runs]  # each restored as alone
+        self.algo.load_state_dict({key: np.array([s[key] for s in states])
+                                   for key in states[0]})
         for k, r in enumerate(self.runs):
             seed_algo = _SeedAlgorithm(self.algo, k)
             for name, opt in r.algo.optimizers().items():  # restored from a checkpoint
                 seed_algo.optimizers()[name].load_state_dict(opt.state_dict())
             r.algo = seed_algo
-            attach(r.policy, cfg.get("accelerate", True))  # evaluation reads the rebound rows
+            attach(r.policy, accelerate)  # evaluation reads the rebound rows
             r.update_path = f"seed-batched ({len(self.runs)} seeds, {path})"
         envs = first.envs
         self.actor = Actor(self.stack, envs.single_observation_space, envs.single_action_space,
@@ -241,18 +259,65 @@ class SeedBatch:
         self.live[k] = False
         self.runs[k].close()
 
-    def _timed(self, name: str, t0: float) -> None:
-        """Charge the time since t0 to phase ``name`` of every live run."""
+    def _timed(self, name: str, t0: float, seeds=None) -> None:
+        """Charge the time since t0 to phase ``name`` of ``seeds`` (every live run)."""
         dt = time.perf_counter() - t0
-        for k, r in enumerate(self.runs):
-            if self.live[k]:
-                r.watch.totals[name] = r.watch.totals.get(name, 0.0) + dt
+        for k in np.flatnonzero(self.live) if seeds is None else seeds:
+            totals = self.runs[k].watch.totals
+            totals[name] = totals.get(name, 0.0) + dt
 
-    def _collect(self, num_steps: int) -> list[Batch]:
-        """``num_steps`` steps of every live seed's envs, acting for all K seeds in one
-        pass (a stopped seed's actions, from its last observations, are drawn and ignored)."""
+    def _evaluate(self, seeds: list[int]) -> None:
+        """Evaluate ``seeds`` together, as each would alone (``_Run.evaluation``), acting
+        for all of them in one forward pass of the stack per step."""
+        if not seeds:
+            return
+        t0 = time.perf_counter()
+        evals = {k: self.runs[k].evaluation() for k in seeds}
+        deterministic = self.runs[0].cfg.eval.deterministic
+        while True:
+            going = np.array([k in evals and evals[k].running for k in range(len(self.runs))])
+            if not going.any():
+                break
+            obs = {k: evals[k].policy_obs() for k in np.flatnonzero(going)}
+            fill = next(iter(obs.values()))
+            stacked = np.stack([obs.get(k, fill) for k in range(len(self.runs))])
+            if deterministic:
+                actions = self.actor.mode(stacked)
+            else:
+                rngs = _SeedRngs([evals[k].rng if k in evals else None
+                                  for k in range(len(self.runs))], going)
+                actions = self.actor.act(stacked, rngs)[0]
+            for k in obs:
+                evals[k].step(actions[k])
+        self._timed("eval", t0, seeds)
+        for k in seeds:
+            self.runs[k].record_eval(*evals[k].result())
+
+    def _collect(self) -> list[Batch]:
+        """The next batch of every live seed, acting for the K seeds in one forward pass:
+        ``num_steps`` steps, or whole episodes (``Algorithm.episodes``) in lockstep."""
         collectors = [r.collector for r in self.runs]
         live = np.flatnonzero(self.live)
+        plans = {k: self.algo.episodes(collectors[k]) for k in live}
+        if all(plan is None for plan in plans.values()):
+            return self._collect_steps(collectors, live, self.runs[0].cfg.algo.num_steps)
+        for k in live:
+            collectors[k].begin_episodes(*plans[k])
+        going = np.array([k in plans and collectors[k].collecting() for k in range(len(self.runs))])
+        while going.any():
+            obs = np.stack([c.policy_obs() for c in collectors])
+            actions, logp, value = self.actor.act(obs, _SeedRngs(self.rngs.generators, going))
+            for k in np.flatnonzero(going):
+                collectors[k].advance_episodes(obs[k], actions[k], logp[k],
+                                               None if value is None else value[k])
+                going[k] = collectors[k].collecting()
+        for k in live:
+            self.last_batches[k] = collectors[k].end_episodes()
+        return self.last_batches
+
+    def _collect_steps(self, collectors, live, num_steps: int) -> list[Batch]:
+        """``num_steps`` steps of every live seed's envs (a stopped seed's actions, from
+        its last observations, are drawn and ignored)."""
         for k in live:
             collectors[k].begin_steps(num_steps)
         for t in range(num_steps):
@@ -275,11 +340,9 @@ class SeedBatch:
         for r in self.runs:
             r.log_start()
         while self.live.any():
-            for k, r in enumerate(self.runs):
-                if self.live[k]:
-                    r.eval_if_due()
+            self._evaluate([k for k in np.flatnonzero(self.live) if self.runs[k].eval_due()])
             t0 = time.perf_counter()
-            batches = self._collect(first.cfg.algo.num_steps)
+            batches = self._collect()
             self._timed("rollout", t0)
             for k, r in enumerate(self.runs):
                 if self.live[k]:
@@ -294,6 +357,7 @@ class SeedBatch:
             t0 = time.perf_counter()
             stats = self.algo.update(batches, progress=progress)  # stopped seeds take no step
             self._timed("update", t0)
+            done = []
             for k, r in enumerate(self.runs):
                 if not self.live[k]:
                     continue
@@ -306,8 +370,11 @@ class SeedBatch:
                     self.results[k] = stopped
                     self.live[k] = False
                 elif r.state["step"] >= r.total:
-                    self.results[k] = r.finish()
-                    self.live[k] = False
+                    done.append(k)
+            self._evaluate([k for k in done if self.runs[k].final_eval_due()])
+            for k in done:
+                self.results[k] = self.runs[k].finish()
+                self.live[k] = False
 
 
 def seed_stats(stats: dict, k: int) -> dict:

@@ -17,25 +17,57 @@ def evaluate(actor: Actor, envs, episodes: int, seed: int, deterministic: bool =
     ``obs_normalizer``: the training statistics, applied frozen (never updated here).
     Gaussian actions (the mean when ``deterministic``) reach the env mapped into its
     bounds as in training. Returns (returns, lengths) as arrays; returns are raw."""
-    rng = rng_for(seed, 1)
-    n = envs.num_envs
-    returns, lengths = [], []
-    for round_start in range(0, episodes, n):
-        todo = min(n, episodes - round_start)
-        obs, _ = envs.reset(seed=seed + round_start)
-        ret = np.zeros(n)
-        length = np.zeros(n, dtype=np.int64)
-        running = np.zeros(n, dtype=bool)
-        running[:todo] = True
-        while running.any():
-            obs = actor.encode(obs)
-            if obs_normalizer is not None:
-                obs = obs_normalizer.normalize(obs)
-            actions = actor.mode(obs) if deterministic else actor.act(obs, rng)[0]
-            obs, reward, terminated, truncated, _ = envs.step(actor.to_env(actions))
-            ret += np.where(running, reward, 0.0)
-            length += running
-            running &= ~(terminated | truncated)
-        returns.append(ret[:todo])
-        lengths.append(length[:todo])
-    return np.concatenate(returns), np.concatenate(lengths)
+    ev = Evaluation(actor, envs, episodes, seed, obs_normalizer)
+    while ev.running:
+        obs = ev.policy_obs()
+        ev.step(actor.mode(obs) if deterministic else actor.act(obs, ev.rng)[0])
+    return ev.result()
+
+
+class Evaluation:
+    """``evaluate``'s episodes, one vector step at a time: ``policy_obs()`` is what the
+    policy sees, ``step(actions)`` acts on it (``batched.py`` chooses the actions of K
+    seeds' evaluations in one forward pass)."""
+
+    def __init__(self, actor: Actor, envs, episodes: int, seed: int,
+                 obs_normalizer: ObsNormalizer | None = None):
+        self.actor, self.envs, self.episodes, self.seed = actor, envs, episodes, seed
+        self.obs_normalizer = obs_normalizer
+        self.rng = rng_for(seed, 1)
+        self.n = envs.num_envs
+        self.returns: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+        self.round_start = 0
+        self._begin_round()
+
+    def _begin_round(self) -> None:
+        self.todo = min(self.n, self.episodes - self.round_start)
+        self.obs, _ = self.envs.reset(seed=self.seed + self.round_start)
+        self.ret = np.zeros(self.n)
+        self.length = np.zeros(self.n, dtype=np.int64)
+        self.going = np.zeros(self.n, dtype=bool)
+        self.going[:self.todo] = True
+
+    @property
+    def running(self) -> bool:
+        return bool(self.going.any())
+
+    def policy_obs(self) -> np.ndarray:
+        obs = self.actor.encode(self.obs)
+        return obs if self.obs_normalizer is None else self.obs_normalizer.normalize(obs)
+
+    def step(self, actions: np.ndarray) -> None:
+        self.obs, reward, terminated, truncated, _ = self.envs.step(self.actor.to_env(actions))
+        self.ret += np.where(self.going, reward, 0.0)
+        self.length += self.going
+        self.going &= ~(terminated | truncated)
+        if not self.going.any():
+            self.returns.append(self.ret[:self.todo])
+            self.lengths.append(self.length[:self.todo])
+            self.round_start += self.n
+            if self.round_start < self.episodes:
+                self._begin_round()
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(returns, lengths) of the episodes, as arrays."""
+        return np.concatenate(self.returns), np.concatenate(self.lengths)

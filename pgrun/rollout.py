@@ -290,18 +290,37 @@ class Collector:
     def collect_episodes(self, per_env: int, reset_seeds: list[int] | None = None) -> Batch:
         """Exactly ``per_env`` whole episodes from every env, starting from a reset
         (with one seed per env when ``reset_seeds`` is given: GRPO's groups)."""
+        self.begin_episodes(per_env, reset_seeds)
+        while self.collecting():
+            obs = self.policy_obs()
+            self.advance_episodes(obs, *self.actor.act(obs, self.rng))
+        return self.end_episodes()
+
+    def begin_episodes(self, per_env: int, reset_seeds: list[int] | None = None) -> None:
+        """Before ``collect_episodes``' steps: reset the envs, count from 0. (``batched.py``
+        steps K seeds' collectors through ``collecting``/``advance_episodes`` in lockstep.)"""
         if reset_seeds is not None or not self.fresh:
             self._reset(reset_seeds)
-        counts = np.zeros(self.n, dtype=np.int64)
-        t = 0
-        while (counts < per_env).any():
-            if t == self.capacity:
-                self._alloc(2 * self.capacity)
-            counts += self._step(t, counts < per_env)
-            t += 1
-        self.account(t)
+        self._wanted, self._counts, self._t = per_env, np.zeros(self.n, dtype=np.int64), 0
+
+    def collecting(self) -> bool:
+        """Whether an env still has episodes to run (after ``begin_episodes``)."""
+        return bool((self._counts < self._wanted).any())
+
+    def advance_episodes(self, obs: np.ndarray, actions: np.ndarray, logp: np.ndarray,
+                         value: np.ndarray | None) -> None:
+        """``advance`` by one step of the episodes in progress; envs that are done idle."""
+        if self._t == self.capacity:
+            self._alloc(2 * self.capacity)
+        self._counts += self.advance(self._t, self._counts < self._wanted, obs, actions, logp,
+                                     value)
+        self._t += 1
+
+    def end_episodes(self) -> Batch:
+        """The whole episodes as a Batch (the envs must reset before the next batch)."""
+        self.account(self._t)
         self.stale = True
-        return self.batch(t)
+        return self.batch(self._t)
 
     def pop_episodes(self) -> tuple[np.ndarray, np.ndarray]:
         """(returns, lengths) of the episodes finished since the last call."""

@@ -48,7 +48,7 @@ from pgrun.envs import (
     resolve_spec,
 )
 from pgrun.envs.extras import check_env_dependencies, env_id_of
-from pgrun.evaluate import evaluate
+from pgrun.evaluate import Evaluation, evaluate
 from pgrun.flat import flat_parameters
 from pgrun.lock import RunLock
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
@@ -307,7 +307,7 @@ class _Run:
         log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
 
     def eval_if_due(self) -> None:
-        if self.eval_envs is not None and self.state["step"] >= self.state["next_eval"]:
+        if self.eval_due():
             self._eval()
 
     def check_batch(self, batch) -> None:
@@ -352,8 +352,7 @@ class _Run:
     def finish(self) -> dict:
         """The final evaluation, checkpoint and summary of a run that used its budget."""
         st = self.state
-        if self.eval_envs is not None and (not st["eval_returns"]
-                                           or st["eval_returns"][-1][0] != st["step"]):
+        if self.final_eval_due():
             self._eval()
         self._save_checkpoint(complete=True)
         summary = self._summary(COMPLETE)
@@ -369,12 +368,32 @@ class _Run:
                 closable.close()
 
     def _eval(self) -> None:
-        cfg, st = self.cfg, self.state
+        cfg = self.cfg
         with self.watch.time("eval"):
             rets, lens = evaluate(self.actor, self.eval_envs, cfg.eval.episodes,
                                   seed=cfg.seed + EVAL_SEED_OFFSET,
                                   deterministic=cfg.eval.deterministic,
                                   obs_normalizer=self.collector.obs_normalizer)
+        self.record_eval(rets, lens)
+
+    def evaluation(self) -> Evaluation:
+        """The evaluation ``_eval`` runs, to be stepped by the caller (``batched.py``)."""
+        return Evaluation(self.actor, self.eval_envs, self.cfg.eval.episodes,
+                          seed=self.cfg.seed + EVAL_SEED_OFFSET,
+                          obs_normalizer=self.collector.obs_normalizer)
+
+    def eval_due(self) -> bool:
+        return self.eval_envs is not None and self.state["step"] >= self.state["next_eval"]
+
+    def final_eval_due(self) -> bool:
+        """Whether the run's policy at its last step is not yet evaluated."""
+        st = self.state
+        return self.eval_envs is not None and (not st["eval_returns"]
+                                               or st["eval_returns"][-1][0] != st["step"])
+
+    def record_eval(self, rets: np.ndarray, lens: np.ndarray) -> None:
+        """Log an evaluation's episodes (eval.csv, threshold, progress) and schedule the next."""
+        cfg, st = self.cfg, self.state
         mean, std = _mean_std(rets)
         step = st["step"]
         self.evals.write({"step": step, "return_mean": mean, "return_std": std,

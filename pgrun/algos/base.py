@@ -10,6 +10,7 @@ metrics.csv columns it reports (``columns``), and any state a checkpoint must ke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -31,7 +32,7 @@ class Algorithm:
     Subclasses set ``name``, ``Config``, ``uses_value`` (whether the policy gets a value
     head), ``columns`` (metrics beyond ``metrics.STAT_COLUMNS``), ``second_order`` (the loss is
     differentiated twice, e.g. TRPO's Fisher-vector products), and implement ``update``
-    (and ``collect`` when a batch is not ``num_steps`` steps of every env).
+    (and ``episodes`` when a batch is whole episodes rather than ``num_steps`` steps).
     """
 
     name: ClassVar[str]
@@ -55,8 +56,16 @@ class Algorithm:
         self.live: np.ndarray | None = None  # K seeds: which still train (batched.py)
 
     # -- what subclasses provide
+    def episodes(self, collector: Collector) -> tuple[int, list[int] | None] | None:
+        """How the next batch is cut: None for ``cfg.num_steps`` steps of every env, or
+        (whole episodes per env, reset seeds or None) for ``Collector.collect_episodes``."""
+        return None
+
     def collect(self, collector: Collector) -> Batch:
-        return collector.collect_steps(self.cfg.num_steps)
+        plan = self.episodes(collector)
+        if plan is None:
+            return collector.collect_steps(self.cfg.num_steps)
+        return collector.collect_episodes(*plan)
 
     def update(self, batch: Batch, progress: float) -> dict[str, float]:
         """One update from ``batch``; ``progress`` ∈ [0, 1) is the fraction of the step
@@ -104,15 +113,23 @@ class Algorithm:
         return {name: torch.from_numpy(np.ascontiguousarray(arr[mask])).to(self.device)
                 for name, arr in arrays.items()}
 
-    def gae_tensors(self, batch: Batch | list[Batch]) -> Samples | SeedSamples:
-        """``tensors`` of a critic's batch: obs, actions, logp, values and GAE(λ)'s
-        advantages ``adv`` and returns ``ret`` (``returns.batch_gae``; ``cfg.gamma``,
-        ``cfg.gae_lambda``); for K seeds' batches, each seed's, padded (``samples.py``)."""
+    def samples(self, batch: Batch | list[Batch], arrays: Callable[[Batch], dict]) -> \
+            Samples | SeedSamples:
+        """The valid steps of ``batch`` as ``Samples`` of the tensors ``arrays(batch)``
+        names (T×N arrays); for K seeds' batches, each seed's, padded (``samples.py``)."""
         if isinstance(batch, list):
-            return SeedSamples([self.gae_tensors(b).tensors for b in batch], self.generators)
-        adv, ret = batch_gae(batch, self.cfg.gamma, self.cfg.gae_lambda)
-        return Samples(self.tensors(batch, obs=batch.obs, actions=batch.actions,
-                                    logp=batch.logp, values=batch.values, adv=adv, ret=ret))
+            return SeedSamples([self.samples(b, arrays).tensors for b in batch], self.generators)
+        return Samples(self.tensors(batch, **arrays(batch)))
+
+    def gae_tensors(self, batch: Batch | list[Batch]) -> Samples | SeedSamples:
+        """``samples`` of a critic's batch: obs, actions, logp, values and GAE(λ)'s
+        advantages ``adv`` and returns ``ret`` (``returns.batch_gae``; ``cfg.gamma``,
+        ``cfg.gae_lambda``)."""
+        def arrays(b: Batch) -> dict:
+            adv, ret = batch_gae(b, self.cfg.gamma, self.cfg.gae_lambda)
+            return dict(obs=b.obs, actions=b.actions, logp=b.logp, values=b.values, adv=adv,
+                        ret=ret)
+        return self.samples(batch, arrays)
 
     @torch.no_grad()
     def final_kl(self, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
@@ -137,6 +154,12 @@ def mean(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
     """E[x] over the samples (the last axis): their mean, or Σ_i w_i x_i with the weights
     of K seeds' padded samples (``samples.py``), one expectation per seed."""
     return x.mean(-1) if w is None else (x * w).sum(-1)
+
+
+def total(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ x over the samples (the last axis); with K seeds' weights, over each seed's real
+    samples (the padding left out)."""
+    return x.sum(-1) if w is None else (x * (w > 0)).sum(-1)
 
 
 def figure(x: torch.Tensor):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
 
-from pgrun.algos.base import Algorithm, Means, adam, entropy_term, minibatches, set_lr, step
+from pgrun.algos.base import Algorithm, Means, adam, entropy_term, mean, set_lr, step
 from pgrun.algos.ppo import clipped_surrogate, ratio_stats
 from pgrun.config import ConfigError
 from pgrun.returns import reward_to_go
@@ -62,19 +62,21 @@ def group_advantages(returns: np.ndarray, group_size: int, eps: float = 1e-8) ->
     return adv.reshape(-1)
 
 
-def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor,
+               w: torch.Tensor | None = None) -> torch.Tensor:
     """GRPO's k3 penalty E[π_ref/π_θ − log(π_ref/π_θ) − 1] (module docstring)."""
     x = ref_logp - logp
-    return (x.exp() - x - 1.0).mean()
+    return mean(x.exp() - x - 1.0, w)
 
 
 class GRPO(Algorithm):
     name = "grpo"
     Config = GRPOConfig
     uses_value = False
+    seed_batched = True
 
-    def __init__(self, cfg, policy, num_envs, device="cpu"):
-        super().__init__(cfg, policy, num_envs, device)
+    def __init__(self, cfg, policy, num_envs, device="cpu", generators=None):
+        super().__init__(cfg, policy, num_envs, device, generators)
         self.opt = adam(policy, "policy", self.cfg.lr, self.cfg.adam_eps)
 
     def optimizers(self):
@@ -88,7 +90,7 @@ class GRPO(Algorithm):
                     "group_size groups of group_size episodes in parallel)"]
         return []
 
-    def collect(self, collector: Collector) -> Batch:
+    def episodes(self, collector: Collector):
         """One episode per env; env k belongs to group k // group_size and starts from
         that group's seed (drawn from the collector's generator, so runs reproduce)."""
         if not isinstance(collector.envs, SyncVectorEnv | AsyncVectorEnv):
@@ -98,8 +100,7 @@ class GRPO(Algorithm):
                 "(or async).")
         groups = self.num_envs // self.cfg.group_size
         group_seeds = collector.rng.integers(0, 2**31 - 1, size=groups)
-        return collector.collect_episodes(
-            1, reset_seeds=[int(s) for s in np.repeat(group_seeds, self.cfg.group_size)])
+        return 1, [int(s) for s in np.repeat(group_seeds, self.cfg.group_size)]
 
     def step_advantages(self, batch: Batch) -> np.ndarray:
         """T×N: every step of an episode carries its episode's group advantage."""
@@ -108,24 +109,25 @@ class GRPO(Algorithm):
         adv_per_env = group_advantages(episode_return, self.cfg.group_size)
         return np.broadcast_to(adv_per_env, batch.rewards.shape).astype(np.float32)
 
-    def update(self, batch: Batch, progress: float) -> dict[str, float]:
+    def update(self, batch: Batch | list[Batch], progress: float) -> dict:
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
-        d = self.tensors(batch, obs=batch.obs, actions=batch.actions, logp=batch.logp,
-                         adv=self.step_advantages(batch))
+        d = self.samples(batch, lambda b: dict(obs=b.obs, actions=b.actions, logp=b.logp,
+                                                adv=self.step_advantages(b)))
         stats = Means()
-        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):
-            dist, _ = self.policy(d["obs"][idx])
-            logp, old_logp = dist.log_prob(d["actions"][idx]), d["logp"][idx]
-            pg_loss = clipped_surrogate(logp, old_logp, d["adv"][idx], cfg.clip_eps)
-            entropy = entropy_term(dist, cfg.ent_coef)
+        active = self.active_seeds(d)
+        for mb in d.minibatches(cfg.num_epochs, cfg.num_minibatches):
+            dist, _ = self.policy(mb["obs"])
+            logp, old_logp, w = dist.log_prob(mb["actions"]), mb["logp"], mb.w
+            pg_loss = clipped_surrogate(logp, old_logp, mb["adv"], cfg.clip_eps, w)
+            entropy = entropy_term(dist, cfg.ent_coef, w)
             loss = pg_loss - cfg.ent_coef * entropy
             if cfg.kl_coef:
-                loss = loss + cfg.kl_coef * kl_penalty(logp, old_logp)
-            _, clip_frac = ratio_stats(logp, old_logp, cfg.clip_eps)
-            grad_norm = step(self.opt, loss, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss.item(), entropy=entropy.item(), grad_norm=grad_norm,
+                loss = loss + cfg.kl_coef * kl_penalty(logp, old_logp, w)
+            _, clip_frac = ratio_stats(logp, old_logp, cfg.clip_eps, w)
+            grad_norm = step(self.opt, loss, cfg.max_grad_norm, active)
+            stats.add(active, policy_loss=pg_loss, entropy=entropy, grad_norm=grad_norm,
                       clip_frac=clip_frac)
         return stats.means() | {
-            "lr": lr, "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"])}
+            "lr": lr, "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"], d.w)}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from pgrun.algos.base import (
@@ -25,8 +26,9 @@ from pgrun.algos.base import (
     adam,
     entropy_term,
     explained_variance,
+    figure,
+    mean,
     minibatch_problems,
-    minibatches,
     normalize,
     set_lr,
     step,
@@ -56,29 +58,29 @@ class PPOKLConfig:
     adam_eps: float = 1e-5
 
 
-def kl_penalized_surrogate(logp, old_logp, adv, kl, beta: float) -> torch.Tensor:
+def kl_penalized_surrogate(logp, old_logp, adv, kl, beta, w=None) -> torch.Tensor:
     """L^KLPEN = −E[r Â − β KL],  r = exp(log π_θ − log π_old)   (eq. 8)"""
-    return -((logp - old_logp).exp() * adv - beta * kl).mean()
+    return -mean((logp - old_logp).exp() * adv - beta * kl, w)
 
 
-def adapt_beta(beta: float, kl: float, kl_target: float) -> float:
-    """β halves when KL < d_targ/1.5 and doubles when KL > 1.5 d_targ (§4)."""
-    if kl < kl_target / 1.5:
-        return beta / 2.0
-    if kl > kl_target * 1.5:
-        return beta * 2.0
-    return beta
+def adapt_beta(beta, kl, kl_target: float):
+    """β halves when KL < d_targ/1.5 and doubles when KL > 1.5 d_targ (§4); per seed
+    for K seeds' arrays."""
+    new = np.where(kl < kl_target / 1.5, beta / 2.0,
+                   np.where(kl > kl_target * 1.5, beta * 2.0, beta))
+    return float(new) if new.ndim == 0 else new
 
 
 class PPOKL(Algorithm):
     name = "ppo_kl"
     Config = PPOKLConfig
     columns = ("kl_beta", "kl")
+    seed_batched = True
 
-    def __init__(self, cfg, policy, num_envs, device="cpu"):
-        super().__init__(cfg, policy, num_envs, device)
+    def __init__(self, cfg, policy, num_envs, device="cpu", generators=None):
+        super().__init__(cfg, policy, num_envs, device, generators)
         self.opt = adam(policy, "all", self.cfg.lr, self.cfg.adam_eps)
-        self.beta = float(self.cfg.kl_beta)
+        self.beta = float(self.cfg.kl_beta)  # K seeds: one per seed (NumPy)
 
     def optimizers(self):
         return {"agent": self.opt}
@@ -91,9 +93,10 @@ class PPOKL(Algorithm):
         return {"beta": self.beta}
 
     def load_state_dict(self, state):
-        self.beta = float(state.get("beta", self.cfg.kl_beta))
+        beta = state.get("beta", self.cfg.kl_beta)
+        self.beta = np.asarray(beta, dtype=np.float64) if np.ndim(beta) else float(beta)
 
-    def update(self, batch: Batch, progress: float) -> dict[str, float]:
+    def update(self, batch: Batch | list[Batch], progress: float) -> dict:
         cfg = self.cfg
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
@@ -101,23 +104,27 @@ class PPOKL(Algorithm):
         with torch.no_grad():
             old_dist = self.policy(d["obs"])[0].detach()
         stats = Means()
+        active = self.active_seeds(d)
         beta = self.beta
-        for idx in minibatches(len(d["adv"]), cfg.num_epochs, cfg.num_minibatches, self.device):
-            dist, values = self.policy(d["obs"][idx])
-            kl = old_dist[idx].kl(dist)
-            mb_adv = normalize(d["adv"][idx]) if cfg.normalize_advantages else d["adv"][idx]
-            pg_loss = kl_penalized_surrogate(dist.log_prob(d["actions"][idx]), d["logp"][idx],
-                                             mb_adv, kl, beta)
-            v_loss = value_loss(values, d["values"][idx], d["ret"][idx], None)
-            entropy = entropy_term(dist, cfg.ent_coef)
+        beta_t = beta if np.ndim(beta) == 0 else \
+            torch.as_tensor(beta, dtype=torch.float32, device=self.device).unsqueeze(-1)
+        for mb in d.minibatches(cfg.num_epochs, cfg.num_minibatches):
+            dist, values = self.policy(mb["obs"])
+            w = mb.w
+            kl = old_dist[mb.index].kl(dist)
+            adv = normalize(mb["adv"], w) if cfg.normalize_advantages else mb["adv"]
+            pg_loss = kl_penalized_surrogate(dist.log_prob(mb["actions"]), mb["logp"], adv, kl,
+                                             beta_t, w)
+            v_loss = value_loss(values, mb["values"], mb["ret"], None, w)
+            entropy = entropy_term(dist, cfg.ent_coef, w)
             loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
-            grad_norm = step(self.opt, loss, cfg.max_grad_norm)
-            stats.add(policy_loss=pg_loss.item(), value_loss=v_loss.item(),
-                      entropy=entropy.item(), grad_norm=grad_norm)
+            grad_norm = step(self.opt, loss, cfg.max_grad_norm, active)
+            stats.add(active, policy_loss=pg_loss, value_loss=v_loss, entropy=entropy,
+                      grad_norm=grad_norm)
         with torch.no_grad():
-            mean_kl = float(old_dist.kl(self.policy(d["obs"])[0]).mean())
+            mean_kl = figure(mean(old_dist.kl(self.policy(d["obs"])[0]), d.w))
         self.beta = adapt_beta(beta, mean_kl, cfg.kl_target)
         return stats.means() | {
             "lr": lr, "kl_beta": beta, "kl": mean_kl,
-            "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"]),
-            "explained_variance": explained_variance(d["values"], d["ret"])}
+            "approx_kl": self.final_kl(d["obs"], d["actions"], d["logp"], d.w),
+            "explained_variance": explained_variance(d["values"], d["ret"], d.w)}

@@ -19,10 +19,12 @@ import torch
 
 
 class Samples:
-    """One run's valid steps: ``samples[name]``; ``w`` is None (plain means)."""
+    """One run's valid steps: ``samples[name]``; ``w`` is None (plain means). A minibatch's
+    ``index`` selects its samples from the whole batch's (e.g. from a stored π_old)."""
 
     w = None
     seeds = 0
+    index = None
 
     def __init__(self, tensors: dict[str, torch.Tensor]):
         self.tensors = tensors
@@ -35,7 +37,9 @@ class Samples:
         """``minibatches`` of these samples, each a ``Samples``."""
         device = next(iter(self.tensors.values())).device
         for idx in minibatches(self.size, num_epochs, num_minibatches, device):
-            yield Samples({k: v[idx] for k, v in self.tensors.items()})
+            mb = Samples({k: v[idx] for k, v in self.tensors.items()})
+            mb.index = idx
+            yield mb
 
 
 def minibatches(size: int, num_epochs: int, num_minibatches: int, device=None):
@@ -78,12 +82,12 @@ class SeedSamples:
                     continue
                 index = pad_stack(idx).to(device)
                 yield _Minibatch({k: v[rows, index] for k, v in self.tensors.items()},
-                                 weights(sizes, max(sizes), device), self.seeds)
+                                 weights(sizes, max(sizes), device), self.seeds, (rows, index))
 
 
 class _Minibatch:
-    def __init__(self, tensors, w, seeds):
-        self.tensors, self.w, self.seeds = tensors, w, seeds
+    def __init__(self, tensors, w, seeds, index):
+        self.tensors, self.w, self.seeds, self.index = tensors, w, seeds, index
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.tensors[name]

@@ -18,9 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from pgrun.algos.base import Algorithm, adam, explained_variance, normalize, step
+from pgrun.algos.base import (
+    Algorithm,
+    adam,
+    explained_variance,
+    figure,
+    mean,
+    normalize,
+    step,
+)
 from pgrun.flat import flat_parameters
 from pgrun.policies import parameters_by_role, policy_value
 from pgrun.rollout import Batch
@@ -45,35 +54,56 @@ class TRPOConfig:
     max_grad_norm: float | None = None  # of the value steps
 
 
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """aᵀb of two vectors, or row by row of two K × n stacks (one per seed)."""
+    return a @ b if a.dim() == 1 else (a * b).sum(-1)
+
+
+def total(x: torch.Tensor) -> torch.Tensor:
+    """A scalar to differentiate: x, or the sum of K seeds' values."""
+    return x.sum() if x.dim() else x
+
+
 def conjugate_gradient(fvp, g: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
-    """x ≈ F⁻¹g by conjugate gradients, F given by its products ``fvp(v)`` = Fv."""
+    """x ≈ F⁻¹g by conjugate gradients, F given by its products ``fvp(v)`` = Fv; for K
+    seeds' rows (K × n) each row is solved on its own, and stops where its residual
+    rᵀr < tol, as alone."""
     x = torch.zeros_like(g)
     r, p = g.clone(), g.clone()
-    rr = r @ r
+    rr = dot(r, r)
+    done = torch.zeros_like(rr, dtype=torch.bool)
     for _ in range(iters):
         fp = fvp(p)
-        alpha = rr / (p @ fp)
+        alpha = torch.where(done, 0.0, rr / dot(p, fp)).unsqueeze(-1)
         x += alpha * p
         r -= alpha * fp
-        rr_new = r @ r
-        if rr_new < tol:
+        rr_new = torch.where(done, rr, dot(r, r))
+        done = done | (rr_new < tol)
+        if done.all():
             break
-        p = r + (rr_new / rr) * p
+        p = torch.where(done.unsqueeze(-1), 0.0, r + (rr_new / rr).unsqueeze(-1) * p)
         rr = rr_new
     return x
+
+
+def to_numpy(x: torch.Tensor) -> np.ndarray:
+    """A figure (0-d) or K seeds' figures as float64 NumPy, for exact comparisons."""
+    return x.detach().double().cpu().numpy()
 
 
 class TRPO(Algorithm):
     name = "trpo"
     Config = TRPOConfig
     second_order = True  # Fisher-vector products differentiate the KL twice
+    seed_batched = True
     columns = ("kl", "step_frac")
 
-    def __init__(self, cfg, policy, num_envs, device="cpu"):
-        super().__init__(cfg, policy, num_envs, device)
+    def __init__(self, cfg, policy, num_envs, device="cpu", generators=None):
+        super().__init__(cfg, policy, num_envs, device, generators)
         self.pi_params = parameters_by_role(policy, "policy")
         flat = flat_parameters(policy)
-        self.theta = flat.data[flat.slices["policy"]]  # the policy's parameters, one vector
+        # the policy's parameters, one vector (a K × n stack for K seeds)
+        self.theta = flat.data[..., flat.slices["policy"]]
         self.v_opt = adam(policy, "value", self.cfg.vf_lr)
 
     def optimizers(self):
@@ -81,61 +111,90 @@ class TRPO(Algorithm):
 
     def flat_grad(self, y: torch.Tensor, create_graph: bool = False,
                   retain_graph: bool | None = None) -> torch.Tensor:
-        """∂y/∂θ of the policy's parameters as one vector."""
+        """∂y/∂θ of the policy's parameters as one vector (K × n for K seeds)."""
         grads = torch.autograd.grad(y, self.pi_params, create_graph=create_graph,
                                     retain_graph=retain_graph)
-        return torch.cat([g.reshape(-1) for g in grads])
+        lead = self.theta.shape[:-1]
+        return torch.cat([g.reshape(*lead, -1) for g in grads], dim=-1)
 
-    def fisher_product(self, obs: torch.Tensor, old_dist):
+    def fisher_product(self, obs: torch.Tensor, old_dist, w: torch.Tensor | None = None):
         """v ↦ Fv = ∇(∇D̄_KL · v) + λv at the current θ, D̄_KL = E_s[KL[π_old‖π_θ]]."""
-        grad_kl = self.flat_grad(old_dist.kl(self.policy(obs)[0]).mean(), create_graph=True)
+        kl = mean(old_dist.kl(self.policy(obs)[0]), w)
+        grad_kl = self.flat_grad(total(kl), create_graph=True)
 
         def fvp(v: torch.Tensor) -> torch.Tensor:
-            return self.flat_grad(grad_kl @ v, retain_graph=True).detach() + self.cfg.cg_damping * v
+            return self.flat_grad(total(dot(grad_kl, v)), retain_graph=True).detach() \
+                + self.cfg.cg_damping * v
         return fvp
 
-    def update(self, batch: Batch, progress: float) -> dict[str, float]:
+    def full_step(self, x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+        """Δ = √(2δ / xᵀFx) x, the step to the trust region's boundary."""
+        scales = [(2.0 * self.cfg.max_kl / max(float(v), 1e-12)) ** 0.5
+                  for v in dot(x, fx).reshape(-1)]
+        if x.dim() == 1:
+            return scales[0] * x
+        return torch.tensor(scales, dtype=x.dtype, device=x.device).unsqueeze(-1) * x
+
+    def set_theta(self, rows: np.ndarray, value: torch.Tensor) -> None:
+        """θ ← value where ``rows`` (all of it for one run, 0-d ``rows``)."""
+        if not rows.any():
+            return
+        if self.theta.dim() == 1:
+            self.theta.copy_(value)
+        else:
+            idx = torch.from_numpy(np.flatnonzero(rows)).to(self.theta.device)
+            self.theta[idx] = value[idx]
+
+    def update(self, batch: Batch | list[Batch], progress: float) -> dict:
         cfg = self.cfg
         d = self.gae_tensors(batch)
-        advantages = normalize(d["adv"]) if cfg.normalize_advantages else d["adv"]
+        w, active = d.w, self.active_seeds(d)
+        advantages = normalize(d["adv"], w) if cfg.normalize_advantages else d["adv"]
         obs, actions, old_logp = d["obs"], d["actions"], d["logp"]
 
         def surrogate_and_kl(old_dist=None):
             dist = self.policy(obs)[0]
-            surrogate = ((dist.log_prob(actions) - old_logp).exp() * advantages).mean()
-            kl = old_dist.kl(dist).mean() if old_dist is not None else None
+            surrogate = mean((dist.log_prob(actions) - old_logp).exp() * advantages, w)
+            kl = mean(old_dist.kl(dist), w) if old_dist is not None else None
             return surrogate, kl, dist
 
         surrogate, _, dist = surrogate_and_kl()
         old_dist = dist.detach()
-        g = self.flat_grad(surrogate)
-        fvp = self.fisher_product(obs, old_dist)
+        g = self.flat_grad(total(surrogate))
+        fvp = self.fisher_product(obs, old_dist, w)
         x = conjugate_gradient(fvp, g, cfg.cg_iters)
-        full_step = (2.0 * cfg.max_kl / max(float(x @ fvp(x)), 1e-12)) ** 0.5 * x
+        full_step = self.full_step(x, fvp(x))
+
+        # backtracking line search, per seed: the first αʲ with D̄_KL ≤ δ and L ≥ L_old
         old_theta = self.theta.detach().clone()
-        old_surrogate = float(surrogate.detach())
-        step_frac, kl_value = 0.0, 0.0
+        old_surrogate = to_numpy(surrogate)
+        pending = np.ones((), dtype=bool) if active is None else active.copy()
+        step_frac, kl_value = np.zeros(pending.shape), np.zeros(pending.shape)
         with torch.no_grad():
             for j in range(cfg.backtrack_iters):
                 frac = cfg.backtrack_coef ** j
-                self.theta.copy_(old_theta + frac * full_step)
+                self.set_theta(pending, old_theta + frac * full_step)
                 new_surrogate, kl, _ = surrogate_and_kl(old_dist)
-                if float(kl) <= cfg.max_kl and float(new_surrogate) >= old_surrogate:
-                    step_frac, kl_value = frac, float(kl)
+                kl = to_numpy(kl)
+                accept = pending & (kl <= cfg.max_kl) & (to_numpy(new_surrogate) >= old_surrogate)
+                step_frac[accept], kl_value[accept] = frac, kl[accept]
+                pending &= ~accept
+                if not pending.any():
                     break
-            else:
-                self.theta.copy_(old_theta)
+            self.set_theta(pending, old_theta)  # no step qualified: unchanged
 
-        value_losses = []
+        first_v_loss = None
         for _ in range(cfg.vf_iters):
-            v_loss = (policy_value(self.policy, obs) - d["ret"]).pow(2).mean()
-            value_losses.append(v_loss.item())
-            step(self.v_opt, v_loss, cfg.max_grad_norm)
+            v_loss = mean((policy_value(self.policy, obs) - d["ret"]).pow(2), w)
+            if first_v_loss is None:
+                first_v_loss = figure(v_loss)
+            step(self.v_opt, v_loss, cfg.max_grad_norm, active)
 
         with torch.no_grad():
-            entropy = float(self.policy(obs)[0].entropy().mean())
-        return {"policy_loss": -old_surrogate, "value_loss": value_losses[0],
-                "entropy": entropy, "kl": kl_value, "step_frac": step_frac,
-                "grad_norm": float(g.norm()),
-                "approx_kl": self.final_kl(obs, actions, old_logp),
-                "explained_variance": explained_variance(d["values"], d["ret"])}
+            entropy = figure(mean(self.policy(obs)[0].entropy(), w))
+        plain = float if pending.ndim == 0 else np.asarray
+        return {"policy_loss": figure(-surrogate), "value_loss": first_v_loss,
+                "entropy": entropy, "kl": plain(kl_value), "step_frac": plain(step_frac),
+                "grad_norm": figure(g.norm(dim=-1)),
+                "approx_kl": self.final_kl(obs, actions, old_logp, w),
+                "explained_variance": explained_variance(d["values"], d["ret"], w)}
