@@ -351,7 +351,6 @@ class _Run:
 
     def finish(self) -> dict:
         """The final evaluation, checkpoint and summary of a run that used its budget."""
-        st = self.state
         if self.final_eval_due():
             self._eval()
         self._save_checkpoint(complete=True)
