@@ -2,14 +2,18 @@
 
 Each seed is its own run — its own run folder, environments, normalizers, generators,
 metrics, evaluations, checkpoints and summary, built by ``train._Run`` exactly as it would
-be built alone — and the two costly steps are done for all K together:
+be built alone — and the costly steps are done for all K together:
 
 * acting: the K seeds' observations go through the seed-stacked policy (``stack.py``) in
-  one forward pass, each seed's actions drawn from its own generator;
+  one forward pass, each seed's actions drawn from its own generator; algorithms that cut
+  whole episodes (``Algorithm.episodes``: REINFORCE, GRPO) step the K seeds' episodes in
+  lockstep, a seed that has its episodes waiting, without drawing, for the others;
+* evaluations: the seeds due for one step their evaluation envs together, the same way;
 * the update: the algorithm's update runs once on the K seeds' batches (``samples.py``):
   per-seed advantage normalization, minibatch shuffles (each seed's own torch generator),
-  gradient clipping, early stopping and Adam state; the losses of the K seeds are summed,
-  so autograd gives each seed the gradient of its own loss.
+  gradient clipping, early stopping, PPO-KL's β, TRPO's conjugate gradient and line
+  search, and Adam state; the losses of the K seeds are summed, so autograd gives each
+  seed the gradient of its own loss.
 
 A seed whose update or environment produces NaN/inf stops alone (``failed``, its last good
 checkpoint kept) while the others go on. A signal stops all of them at the next update
@@ -17,9 +21,10 @@ boundary with a checkpoint each; run again, each resumes from its own checkpoint
 or batched again (a seed's checkpoint has the format of a run trained alone). Runs whose
 checkpoints are at different updates are trained in separate groups.
 
-Seed-batched: algorithms with ``seed_batched`` (PPO, VPG) and what ``stack.check_stackable``
-accepts (built-in mlp and tabular bodies on flat observations, Categorical and Gaussian
-heads); the rest is refused with a clear error (use ``hydra/launcher=local``).
+Seed-batched: every built-in algorithm (``seed_batched``) with what
+``stack.check_stackable`` accepts (built-in mlp and tabular bodies on flat observations,
+Categorical and Gaussian heads); the rest is refused with a clear error (use
+``hydra/launcher=local``).
 """
 
 from __future__ import annotations
@@ -144,10 +149,10 @@ class _RowOptimizer:
 
     def __init__(self, opt: torch.optim.Optimizer, k: int):
         self.opt, self.k = opt, k
-        self.param = opt.param_groups[0]["params"][k]
+        self.param = opt.param_groups[k]["params"][0]
 
     def state_dict(self) -> dict:
-        group = {key: v for key, v in self.opt.param_groups[0].items() if key != "params"}
+        group = {key: v for key, v in self.opt.param_groups[self.k].items() if key != "params"}
         state = self.opt.state.get(self.param)
         return {"state": {0: {n: v.clone() for n, v in state.items()}} if state else {},
                 "param_groups": [group | {"params": [0]}]}
@@ -336,7 +341,6 @@ class SeedBatch:
         return self.last_batches
 
     def _loop(self) -> None:
-        first = self.runs[0]
         for r in self.runs:
             r.log_start()
         while self.live.any():
@@ -352,7 +356,7 @@ class SeedBatch:
                         self._fail(k, err)
             if not self.live.any():
                 break
-            progress = self.runs[int(np.argmax(self.live))].state["step"] / first.total
+            progress = np.array([r.state["step"] / r.total for r in self.runs])  # per seed
             self.algo.live = self.live.copy()
             t0 = time.perf_counter()
             stats = self.algo.update(batches, progress=progress)  # stopped seeds take no step

@@ -102,8 +102,9 @@ class Algorithm:
         """What ``update`` may report: ``metrics.STAT_COLUMNS`` and ``columns``."""
         return STAT_COLUMNS + cls.columns
 
-    def current_lr(self, progress: float) -> float:
-        """Linear annealing to 0 over the step budget when ``anneal_lr`` is set."""
+    def current_lr(self, progress):
+        """Linear annealing to 0 over the step budget when ``anneal_lr`` is set (per seed
+        for K seeds' progress, a NumPy array)."""
         return self.cfg.lr * (1.0 - progress) if self.cfg.anneal_lr else self.cfg.lr
 
     def tensors(self, batch: Batch, **arrays: np.ndarray) -> dict[str, torch.Tensor]:
@@ -228,18 +229,30 @@ def normalize(x: torch.Tensor, w: torch.Tensor | None = None, eps: float = 1e-8)
 def adam(policy: nn.Module, role: str, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """``torch.optim.Adam`` over the ``policy``, ``value`` or ``all`` parameters of
     ``policy`` as one flat tensor (``flat.FlatParameters``; fused where torch has it) —
-    for a seed-stacked policy one tensor per seed, each with its own Adam state."""
+    for a seed-stacked policy one tensor per seed, each in a parameter group of its own
+    (its own learning rate) with its own Adam state."""
     parameters_by_role(policy, role)  # a clear error where the module has no such role
     params = flat_parameters(policy).parameters(role)
+    groups = [{"params": [p]} for p in params]
     try:
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+        return torch.optim.Adam(groups, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device or torch version
-        return torch.optim.Adam(params, lr=lr, eps=eps)
+        return torch.optim.Adam(groups, lr=lr, eps=eps)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+def set_lr(optimizer: torch.optim.Optimizer, lr) -> None:
+    """Set the learning rate: a float, or K seeds' (NumPy) one per parameter group."""
+    groups = optimizer.param_groups
+    for group, value in zip(groups, np.broadcast_to(lr, len(groups)), strict=True):
+        group["lr"] = float(value)
+
+
+def seed_column(x, device=None):
+    """A per-seed figure (K seeds' NumPy array) as a K × 1 tensor, which broadcasts over
+    each seed's samples; a float stays a float."""
+    if np.ndim(x) == 0:
+        return x
+    return torch.as_tensor(x, dtype=torch.float32, device=device).unsqueeze(-1)
 
 
 def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float | None,
@@ -252,7 +265,7 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: fl
     For K seeds, ``loss`` holds the K seeds' losses: their sum is differentiated (seed k's
     parameters get seed k's gradient), each seed's gradient is clipped by its own norm,
     seeds not ``active`` take no step, and the K norms are returned."""
-    params = optimizer.param_groups[0]["params"]
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for param in params:
         param.grad.zero_()
     (loss.sum() if loss.dim() else loss).backward()

@@ -29,6 +29,7 @@ from pgrun.algos.base import (
     mean,
     minibatch_problems,
     normalize,
+    seed_column,
     set_lr,
     step,
 )
@@ -109,13 +110,14 @@ class PPO(Algorithm):
         lr = self.current_lr(progress)
         set_lr(self.opt, lr)
         clip_eps = cfg.clip_eps * (1.0 - progress) if cfg.anneal_clip else cfg.clip_eps
+        eps = seed_column(clip_eps, self.device)  # K seeds: each its own, K × 1
         d = self.gae_tensors(batch)
         stats = Means()
         active = self.active_seeds(d)  # K seeds: which take steps (per-seed early stop)
         for mb in d.minibatches(cfg.num_epochs, cfg.num_minibatches):
             dist, values = self.policy(mb["obs"])
             logp, old_logp, w = dist.log_prob(mb["actions"]), mb["logp"], mb.w
-            kl, clip_frac = ratio_stats(logp, old_logp, clip_eps, w)   # before the step
+            kl, clip_frac = ratio_stats(logp, old_logp, eps, w)   # before the step
             if cfg.target_kl is not None:
                 too_far = kl > 1.5 * cfg.target_kl
                 if active is None and too_far:
@@ -125,9 +127,9 @@ class PPO(Algorithm):
                     if not active.any():
                         break
             adv = normalize(mb["adv"], w) if cfg.normalize_advantages else mb["adv"]
-            pg_loss = clipped_surrogate(logp, old_logp, adv, clip_eps, w)
+            pg_loss = clipped_surrogate(logp, old_logp, adv, eps, w)
             v_loss = value_loss(values, mb["values"], mb["ret"],
-                                clip_eps if cfg.clip_vloss else None, w)
+                                eps if cfg.clip_vloss else None, w)
             entropy = entropy_term(dist, cfg.ent_coef, w)
             loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss   # eq. 9
             grad_norm = step(self.opt, loss, cfg.max_grad_norm, active)

@@ -30,6 +30,7 @@ from pgrun.algos.base import (
     mean,
     minibatch_problems,
     normalize,
+    seed_column,
     set_lr,
     step,
 )
@@ -106,8 +107,7 @@ class PPOKL(Algorithm):
         stats = Means()
         active = self.active_seeds(d)
         beta = self.beta
-        beta_t = beta if np.ndim(beta) == 0 else \
-            torch.as_tensor(beta, dtype=torch.float32, device=self.device).unsqueeze(-1)
+        beta_t = seed_column(beta, self.device)
         for mb in d.minibatches(cfg.num_epochs, cfg.num_minibatches):
             dist, values = self.policy(mb["obs"])
             w = mb.w
