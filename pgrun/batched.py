@@ -22,9 +22,8 @@ or batched again (a seed's checkpoint has the format of a run trained alone). Ru
 checkpoints are at different updates are trained in separate groups.
 
 Seed-batched: every built-in algorithm (``seed_batched``) with what
-``stack.check_stackable`` accepts (built-in mlp and tabular bodies on flat observations,
-Categorical and Gaussian heads); the rest is refused with a clear error (use
-``hydra/launcher=local``).
+``stack.check_stackable`` accepts (built-in mlp, tabular and cnn bodies, Categorical and
+Gaussian heads); the rest is refused with a clear error (use ``hydra/launcher=local``).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class NatureCNN(nn.Module):
         self.convs = nn.Sequential(
             nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten())
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(-3))
         with torch.no_grad():
             n_flat = self.convs(torch.zeros(1, *self._chw(shape))).shape[-1]
         self.dense = nn.Sequential(nn.Linear(n_flat, features), nn.ReLU())
@@ -109,7 +109,7 @@ class NatureCNN(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float() / 255.0
         if self.channels_last:
-            x = x.permute(0, 3, 1, 2)
+            x = x.movedim(-1, -3)  # (…, H, W, C) → (…, C, H, W)
         return self.dense(self.convs(x))
 
 

@@ -14,8 +14,9 @@ seed k's module alone would be), and each seed's own module is rebound to its ro
 modules and the stack share storage, so a checkpoint, an evaluation or a NaN check of seed
 k reads seed k's current parameters with no copying.
 
-Built-in mlp and tabular bodies are supported; a CNN body or a user's module is refused
-with a clear error (``check_stackable``). On the CPU the optional accelerator runs the
+Built-in mlp, tabular and cnn bodies are supported (a Conv2d runs as one grouped
+convolution, the K seeds' channels side by side); a Dict/Tuple observation's body or a
+user's module is refused with a clear error (``check_stackable``). On the CPU the optional accelerator runs the
 stack too (``accelerate.py``: its NumPy layers take the leading seed dimension).
 """
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from pgrun.config import ConfigError
@@ -43,6 +45,28 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
 
 
+class StackedConv2d(nn.Module):
+    """K Conv2d layers, one per seed: (K, B, C, H, W) → (K, B, out, H', W'), as one
+    grouped convolution with the K seeds' channels side by side (groups = K)."""
+
+    def __init__(self, layers: list[nn.Conv2d]):
+        super().__init__()
+        first = layers[0]
+        if first.groups != 1 or first.padding_mode != "zeros" or first.bias is None:
+            raise ConfigError("seed batching stacks plain Conv2d layers (no groups, zero "
+                              "padding, a bias)")
+        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))
+        self.bias = nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, b = x.shape[:2]
+        y = F.conv2d(x.transpose(0, 1).reshape(b, -1, *x.shape[-2:]),
+                     self.weight.reshape(-1, *self.weight.shape[2:]), self.bias.reshape(-1),
+                     self.stride, self.padding, self.dilation, groups=k)
+        return y.reshape(b, k, -1, *y.shape[-2:]).transpose(0, 1)
+
+
 class StackedEmbedding(nn.Module):
     """K tables, one per seed: int rows (K, B) → (K, B, d)."""
 
@@ -56,21 +80,22 @@ class StackedEmbedding(nn.Module):
 
 
 def check_stackable(policy: nn.Module) -> None:
-    """A ConfigError unless ``policy`` is a built-in mlp or tabular ``ActorCritic`` on a
-    flat Box or Discrete observation with a Categorical or Gaussian head."""
+    """A ConfigError unless ``policy`` is a built-in mlp, tabular or cnn ``ActorCritic`` on
+    a Box or Discrete observation with a Categorical or Gaussian head."""
     what = None
     if not isinstance(policy, ActorCritic):
         what = f"the policy module {type(policy).__name__}"
-    elif policy.kind not in ("mlp", "tabular"):
+    elif policy.kind not in ("mlp", "tabular", "cnn"):
         what = f"policy.kind={policy.kind}"
     elif any(isinstance(m, Flat | MultiInputBody) for m in policy.modules()):
-        what = "an observation that is not a flat Box or a Discrete space"
+        what = "a Dict/Tuple or multi-dimensional (non-image) observation"
     elif type(policy.head) not in (CategoricalHead, GaussianHead) or \
             getattr(policy.head, "nvec", None) is not None:
         what = "a MultiDiscrete or MultiBinary action space"
     if what is not None:
-        raise ConfigError(f"seed batching (hydra/launcher=batched) runs the built-in mlp and "
-                          f"tabular policies on flat observations; {what} is not supported "
+        raise ConfigError(f"seed batching (hydra/launcher=batched) runs the built-in mlp, "
+                          f"tabular and cnn policies on a Box (images included) or Discrete "
+                          f"observation; {what} is not supported "
                           "yet. Run this sweep with hydra/launcher=local (one process per "
                           "seed) instead.")
 
@@ -86,6 +111,8 @@ def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, 
         peers = [getattr(s, name) for s in sources]
         if isinstance(child, nn.Linear):
             new = StackedLinear(peers)
+        elif isinstance(child, nn.Conv2d):
+            new = StackedConv2d(peers)
         elif isinstance(child, nn.Embedding):
             new = StackedEmbedding(peers)
         else:

@@ -51,10 +51,14 @@ def _batched(tmp_path, seeds, *overrides, name="b"):
                                    ["algo=grpo", "env.num_envs=4", "algo.group_size=2"],
                                    ["algo=ppo_kl", "algo.kl_target=0.001"],
                                    ["algo=trpo", "algo.vf_iters=10"],
-                                   ["algo=trpo", "env=Pendulum-v1", "algo.vf_iters=10"]],
+                                   ["algo=trpo", "env=Pendulum-v1", "algo.vf_iters=10"],
+                                   ["env=generic", "env.entry_point=tests.image_env:LeftRight",
+                                    "env.num_envs=8", "algo.num_steps=16", "algo.lr=1e-3",
+                                    "algo.num_minibatches=2", "algo.num_epochs=4",
+                                    "total_steps=512", "eval.interval=256"]],
                          ids=["cartpole", "cartpole-target-kl", "pendulum-normalized",
                               "autograd-shared-body", "tabular", "vpg", "reinforce", "grpo",
-                              "ppo-kl", "trpo", "trpo-pendulum"])
+                              "ppo-kl", "trpo", "trpo-pendulum", "cnn"])
 def test_batched_seeds_compute_what_each_seed_computes_alone(tmp_path, extra):
     """The K seeds' metrics.csv rows match the runs alone: same episodes, the same losses
     (to float rounding of a batched matrix product), the same early stops per seed."""
@@ -70,7 +74,7 @@ def test_batched_seeds_compute_what_each_seed_computes_alone(tmp_path, extra):
         # few (the accelerator's NumPy products round alike, and the runs agree throughout,
         # except where seeds' batches differ in length: GRPO's whole episodes are padded)
         rows = 1 if "algo.target_kl=0.002" in extra else \
-            3 if "accelerate=false" in extra or "algo=grpo" in extra else len(a)
+            3 if {"accelerate=false", "algo=grpo", "env=generic"} & set(extra) else len(a)
         assert list(a.columns) == list(b.columns) and (len(a) == len(b) or rows < len(a))
         # and each seed's own schedule: lr and ε annealed by its own progress, its own β
         counts = ["step", "episodes", "grad_steps", "lr", "clip_eps", "kl_beta"]
@@ -85,7 +89,8 @@ def test_batched_seeds_compute_what_each_seed_computes_alone(tmp_path, extra):
                      for p in (tmp_path / f"alone{s}", d)]
             pd.testing.assert_frame_equal(*evals, rtol=1e-2)
         summary = json.loads((d / "summary.json").read_text())
-        path = "autograd" if "accelerate=false" in extra or "algo=trpo" in extra else "numpy-layers"
+        path = "autograd" if {"accelerate=false", "algo=trpo", "env=generic"} & set(extra) \
+            else "numpy-layers"
         assert summary["seed"] == s
         assert summary["update_path"] == f"seed-batched (3 seeds, {path})"
         assert alone["steps"] == summary["steps"] or rows < len(a)
