@@ -258,7 +258,7 @@ class SeedBatch:
 
     def _fail(self, k: int, err: Exception) -> None:
         self.runs[k]._record_failure(err)
-        log.error("%s: %s", self.runs[k].title, err)
+        self.runs[k].log.error("%s: %s", self.runs[k].title, err)
         self.results[k] = err
         self.live[k] = False
         self.runs[k].close()

@@ -103,8 +103,21 @@ def record_start(cfg: DictConfig, run_dir: Path, hc: DictConfig | None = None) -
         atomic_write(out / name, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
     handler = logging.FileHandler(run_dir / LOG)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(_OwnLines(run_dir))
     logging.getLogger().addHandler(handler)
     return handler
+
+
+class _OwnLines(logging.Filter):
+    """A run's ``pgrun.log`` takes the process's lines except other runs' (a line of a run
+    names its folder: ``train._Run.log``)."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = str(run_dir)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "run_dir", self.run_dir) == self.run_dir
 
 
 def preflight_env(cfg: DictConfig) -> None:

@@ -183,6 +183,9 @@ class _Run:
         self.on_start, self.begun = on_start, False
         self.total = int(cfg.total_steps)
         self.title = f"{cfg.algo.name} {cfg.env.id} seed={cfg.seed}"
+        # its lines carry the run folder: a process training several runs (batched.py)
+        # writes each run's lines to its own pgrun.log only (sweep.record_start)
+        self.log = logging.LoggerAdapter(log, {"run_dir": str(run_dir)})
         self.watch = Stopwatch()
         self.state = {"step": 0, "episodes": 0, "update": 0, "next_eval": 0, "eval_returns": [],
                       "steps_to_threshold": None}
@@ -199,7 +202,7 @@ class _Run:
         algo_cls = ALGORITHMS[cfg.algo.name]
         self.envs = make_vec_env(cfg.env, cfg.env.num_envs)
         if episode_limit(cfg.env, resolve_spec(cfg.env)) is None:
-            log.info("%s: no time limit registered and env.max_episode_steps=null, so pgrun "
+            self.log.info("%s: no time limit registered and env.max_episode_steps=null, so pgrun "
                      "imposes none: episodes end when the env ends them (MiniGrid and "
                      "highway-env truncate by themselves); where they may not, set "
                      "env.max_episode_steps=N, or an evaluation waits forever.", cfg.env.id)
@@ -270,7 +273,7 @@ class _Run:
         self.resumes = [*ckpt["resumes"], {
             "update": ckpt["update"], "step": ckpt["step"],
             "env_state": "restored" if env_restored else "episodes restarted"}]
-        log.info("%s: resuming from %s at update %d (step %d)%s", self.title,
+        self.log.info("%s: resuming from %s at update %d (step %d)%s", self.title,
                  self.run_dir / CHECKPOINT, ckpt["update"], ckpt["step"],
                  "" if env_restored else "; the environment state was not saved, so "
                  "episodes restart")
@@ -304,7 +307,7 @@ class _Run:
 
     # The loop's steps, shared with seed-batched runs (``batched.py``).
     def log_start(self) -> None:
-        log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
+        self.log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
 
     def eval_if_due(self) -> None:
         if self.eval_due():
@@ -355,7 +358,7 @@ class _Run:
             self._eval()
         self._save_checkpoint(complete=True)
         summary = self._summary(COMPLETE)
-        log.info("%s: done in %.1f s (%.0f sps); final eval return %s; steps to threshold %s",
+        self.log.info("%s: done in %.1f s (%.0f sps); final eval return %s; steps to threshold %s",
                  self.title, summary["wall_time_s"], summary["sps"],
                  summary["final_eval_return"], summary["steps_to_threshold"])
         return summary
@@ -437,7 +440,7 @@ class _Run:
         where = (f"checkpoint at update {self.state['update']} (step {self.state['step']}) in "
                  f"{self.run_dir / CHECKPOINT}" if self.cfg.checkpoint.enabled
                  else "no checkpoint (checkpoint.enabled=false): the run cannot be resumed")
-        log.warning("%s: stopped (%s); %s", self.title, reason, where)
+        self.log.warning("%s: stopped (%s); %s", self.title, reason, where)
         self.stop.handoff()  # submitit's preemption handler requeues the job and exits
         return summary
 
@@ -470,7 +473,7 @@ class _Run:
                 traceback.format_exception(type(err), err, err.__traceback__)))
             write_summary(self.run_dir, self._summary(FAILED, error=message))
         except Exception as again:  # noqa: BLE001 (never hide the original error)
-            log.error("could not record the failure in %s: %s", self.run_dir, again)
+            self.log.error("could not record the failure in %s: %s", self.run_dir, again)
 
     def _summary(self, status: str, **extra) -> dict:
         cfg, st = self.cfg, self.state

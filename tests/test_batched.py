@@ -194,6 +194,9 @@ def test_batched_sweep_from_the_command_line(tmp_path):
         assert summary["status"] == "complete" and summary["seed"] == i
         assert summary["update_path"] == "seed-batched (3 seeds, numpy-layers)"  # n_jobs=1
         assert (run / ".hydra" / "config.yaml").is_file() and (run / "checkpoint.pt").is_file()
+        lines = (run / "pgrun.log").read_text()  # its own lines only, of the 3 in the process
+        assert f"seed={i}: done" in lines
+        assert not [j for j in range(3) if j != i and f"seed={j}" in lines], lines
     again = run_cli(*args)
     assert again.returncode == 0 and "3 skipped (already complete)" in again.stdout
 
