@@ -122,19 +122,18 @@ def phase_costs(env_id: str, seeds: int, repeats: int = 5) -> dict:
             times.append(time.process_time() - t)
         return float(np.median(times))
 
-    num_steps = cfgs[0].algo.num_steps
     with tempfile.TemporaryDirectory() as tmp:
         batch = SeedBatch(runs(Path(tmp), "b"))
         batch._setup()
         alone = runs(Path(tmp), "a")
         for r in alone:
             r._setup()
-        batches = batch._collect(num_steps)
+        batches = batch._collect()
         alone_batches = [r.algo.collect(r.collector) for r in alone]
         out = {"update_batched_s": cpu(lambda: batch.algo.update(batches, 0.1)),
                "update_alone_s": cpu(lambda: [r.algo.update(b, 0.1) for r, b
                                               in zip(alone, alone_batches, strict=True)]),
-               "rollout_batched_s": cpu(lambda: batch._collect(num_steps)),
+               "rollout_batched_s": cpu(batch._collect),
                "rollout_alone_s": cpu(lambda: [r.algo.collect(r.collector) for r in alone])}
         for r in [*batch.runs, *alone]:
             r.close()
