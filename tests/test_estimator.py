@@ -75,8 +75,8 @@ def update_gradient(algo: Reinforce, batch, monkeypatch) -> np.ndarray:
     taken with learning rate 0, so the parameters do not move)."""
     calls = []
 
-    def zero_lr_step(optimizer, loss, max_grad_norm):
-        assert optimizer is algo.opt and max_grad_norm is None
+    def zero_lr_step(optimizer, loss, max_grad_norm, active=None):
+        assert optimizer is algo.opt and max_grad_norm is None and active is None
         calls.append(1)
         for group in optimizer.param_groups:
             group["lr"] = 0.0

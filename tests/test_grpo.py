@@ -139,8 +139,8 @@ def test_later_epoch_gradient_matches_the_reference_loss_with_kl():
     real_step = grpo_mod.step
     seen = []
 
-    def record_then_step(optimizer, loss, max_grad_norm):
-        assert optimizer is algo.opt and max_grad_norm is None
+    def record_then_step(optimizer, loss, max_grad_norm, active=None):
+        assert optimizer is algo.opt and max_grad_norm is None and active is None
         theta = flat.data.clone()
         norm = real_step(optimizer, loss, max_grad_norm)
         seen.append((theta, flat.grad.clone()))
