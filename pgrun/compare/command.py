@@ -19,6 +19,7 @@ from pgrun.compare.report import (
     definitions,
     markdown,
     print_report,
+    print_warning,
     skipped_warnings,
     write_tables,
 )
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     out = args.out or default_out(args.paths[0])
     runs, skipped = load_runs(args.paths, exclude=[out])
     for warning in skipped_warnings(skipped, limit=3):
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        print_warning(console, warning)
     if not runs:
         where = ", ".join(map(str, args.paths))
         raise CompareError(f"no runs found under {where} (a run folder has .hydra/config.yaml "
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     (out / "report.md").write_text(report)
     written.append(out / "report.md")
     console.print(f"wrote {', '.join(p.name for p in written)} to {out} (definitions of "
-                  "every figure in report.md)", highlight=False)
+                  "every figure in report.md)", highlight=False, soft_wrap=True)
     return written
 
 

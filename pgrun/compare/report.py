@@ -169,7 +169,13 @@ def print_report(console: Console, table: pd.DataFrame, pairs: pd.DataFrame,
         console.print(escape(note.replace("**", "").replace("`", "")), style="dim",
                       highlight=False)
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        print_warning(console, warning)
+
+
+def print_warning(console, warning: str) -> None:
+    """One warning line; soft-wrapped, so a long path stays one piece to copy whatever the
+    console's width."""
+    console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> str:
