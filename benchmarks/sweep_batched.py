@@ -3,7 +3,7 @@ seed-batched (``hydra/launcher=batched``), and Stable-Baselines3 two seeds at a 
 
     python benchmarks/sweep_batched.py                       # CartPole-v1 and Pendulum-v1
     python benchmarks/sweep_batched.py --envs CartPole-v1 --seeds 4 --steps 20000
-    python benchmarks/sweep_batched.py --phases               # CPU time of one update, one rollout
+    python benchmarks/sweep_batched.py --phases   # CPU time of one update, rollout, evaluation
 
 pgrun runs its tuned presets (conf/hparams/ppo_<env>.yaml: RL Zoo's CartPole settings;
 Pendulum's 8 envs × 256 steps, minibatches of 64, 10 epochs, normalized observations and
@@ -105,7 +105,8 @@ def phase_costs(env_id: str, seeds: int, repeats: int = 5) -> dict:
     limit_threads(1)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfgs = [compose("config", overrides=[f"env={env_id}", f"seed={s}", "progress=none",
-                                             "eval.interval=0"]) for s in range(seeds)]
+                                             "eval.interval=1000000"])
+                for s in range(seeds)]
 
     def runs(root: Path, name: str) -> list:
         out = []
@@ -134,7 +135,9 @@ def phase_costs(env_id: str, seeds: int, repeats: int = 5) -> dict:
                "update_alone_s": cpu(lambda: [r.algo.update(b, 0.1) for r, b
                                               in zip(alone, alone_batches, strict=True)]),
                "rollout_batched_s": cpu(batch._collect),
-               "rollout_alone_s": cpu(lambda: [r.algo.collect(r.collector) for r in alone])}
+               "rollout_alone_s": cpu(lambda: [r.algo.collect(r.collector) for r in alone]),
+               "eval_batched_s": cpu(lambda: batch._evaluate(list(range(seeds)))),
+               "eval_alone_s": cpu(lambda: [r._eval() for r in alone])}
         for r in [*batch.runs, *alone]:
             r.close()
     return out
@@ -167,15 +170,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="append the results (JSON lines) here")
     parser.add_argument("--no-sb3", action="store_true", help="pgrun's two launchers only")
     parser.add_argument("--phases", action="store_true",
-                        help="only the CPU time of one update and one rollout, K=5 seeds")
+                        help="only the CPU time of one update, rollout and evaluation, K=5 seeds")
     args = parser.parse_args()
     if args.phases:
         for env_id in args.envs:
             c = phase_costs(env_id, 5)
-            print(f"{env_id}, 5 seeds, CPU s: update batched {c['update_batched_s']:.3f} vs "
-                  f"alone {c['update_alone_s']:.3f} ({c['update_alone_s'] / c['update_batched_s']:.2f}×); "
-                  f"rollout batched {c['rollout_batched_s']:.3f} vs alone "
-                  f"{c['rollout_alone_s']:.3f} ({c['rollout_alone_s'] / c['rollout_batched_s']:.2f}×)")
+            print(f"{env_id}, 5 seeds, CPU s, batched vs alone:", ", ".join(
+                f"{phase} {c[f'{phase}_batched_s']:.3f} vs {c[f'{phase}_alone_s']:.3f} "
+                f"({c[f'{phase}_alone_s'] / c[f'{phase}_batched_s']:.2f}×)"
+                for phase in ("update", "rollout", "eval")))
         return
     print(f"{args.seeds} seeds × PPO, {args.steps:,} steps each; {os.cpu_count()} CPUs; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
