@@ -163,6 +163,12 @@ def total(x: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
     return x.sum(-1) if w is None else (x * (w > 0)).sum(-1)
 
 
+def scalar(x: torch.Tensor) -> torch.Tensor:
+    """What autograd differentiates: a loss, or the sum of K seeds' losses (each seed's
+    parameters then get the gradient of its own)."""
+    return x.sum() if x.dim() else x
+
+
 def figure(x: torch.Tensor):
     """A loss or statistic for metrics.csv: a float, or one float per seed (NumPy)."""
     x = x.detach()
@@ -268,7 +274,7 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: fl
     params = [p for group in optimizer.param_groups for p in group["params"]]
     for param in params:
         param.grad.zero_()
-    (loss.sum() if loss.dim() else loss).backward()
+    scalar(loss).backward()
     norms = []
     for param in params:
         norm = float("nan")

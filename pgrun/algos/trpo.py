@@ -28,6 +28,7 @@ from pgrun.algos.base import (
     figure,
     mean,
     normalize,
+    scalar,
     step,
 )
 from pgrun.flat import flat_parameters
@@ -57,11 +58,6 @@ class TRPOConfig:
 def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """aᵀb of two vectors, or row by row of two K × n stacks (one per seed)."""
     return a @ b if a.dim() == 1 else (a * b).sum(-1)
-
-
-def total(x: torch.Tensor) -> torch.Tensor:
-    """A scalar to differentiate: x, or the sum of K seeds' values."""
-    return x.sum() if x.dim() else x
 
 
 def conjugate_gradient(fvp, g: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
@@ -120,10 +116,10 @@ class TRPO(Algorithm):
     def fisher_product(self, obs: torch.Tensor, old_dist, w: torch.Tensor | None = None):
         """v ↦ Fv = ∇(∇D̄_KL · v) + λv at the current θ, D̄_KL = E_s[KL[π_old‖π_θ]]."""
         kl = mean(old_dist.kl(self.policy(obs)[0]), w)
-        grad_kl = self.flat_grad(total(kl), create_graph=True)
+        grad_kl = self.flat_grad(scalar(kl), create_graph=True)
 
         def fvp(v: torch.Tensor) -> torch.Tensor:
-            return self.flat_grad(total(dot(grad_kl, v)), retain_graph=True).detach() \
+            return self.flat_grad(scalar(dot(grad_kl, v)), retain_graph=True).detach() \
                 + self.cfg.cg_damping * v
         return fvp
 
@@ -160,7 +156,7 @@ class TRPO(Algorithm):
 
         surrogate, _, dist = surrogate_and_kl()
         old_dist = dist.detach()
-        g = self.flat_grad(total(surrogate))
+        g = self.flat_grad(scalar(surrogate))
         fvp = self.fisher_product(obs, old_dist, w)
         x = conjugate_gradient(fvp, g, cfg.cg_iters)
         full_step = self.full_step(x, fvp(x))
