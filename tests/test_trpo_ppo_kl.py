@@ -96,6 +96,22 @@ def test_conjugate_gradient_solves_a_positive_definite_system():
     torch.testing.assert_close(fisher @ x, g)
 
 
+def test_conjugate_gradient_solves_each_seeds_row_as_alone():
+    """K seeds' rows, each with its own Fisher matrix: row 0's residual falls under the
+    tolerance early (its g is small) and its solve must stop there, as alone, while row
+    1's goes on."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(2, 6, 6, generator=gen, dtype=torch.float64)
+    fishers = a @ a.transpose(1, 2) + 0.5 * torch.eye(6, dtype=torch.float64)
+    g = torch.randn(2, 6, generator=gen, dtype=torch.float64) * torch.tensor([[1e-3], [1.0]])
+    x = conjugate_gradient(lambda v: torch.einsum("kij,kj->ki", fishers, v), g, 20, tol=1e-7)
+    for k in range(2):
+        alone = conjugate_gradient(lambda v, f=fishers[k]: f @ v, g[k], 20, tol=1e-7)
+        torch.testing.assert_close(x[k], alone, rtol=1e-10, atol=1e-14)
+    exact = torch.linalg.solve(fishers[0], g[0])
+    assert (x[0] - exact).norm() > 1e-3 * exact.norm()  # row 0 did stop early
+
+
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_trpo_step_stays_in_the_trust_region_and_improves_the_surrogate(env_id):
     torch.manual_seed(0)
