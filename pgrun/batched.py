@@ -21,9 +21,9 @@ boundary with a checkpoint each; run again, each resumes from its own checkpoint
 or batched again (a seed's checkpoint has the format of a run trained alone). Runs whose
 checkpoints are at different updates are trained in separate groups.
 
-Seed-batched: every built-in algorithm (``seed_batched``) with what
-``stack.check_stackable`` accepts (built-in mlp, tabular and cnn bodies, Categorical and
-Gaussian heads); the rest is refused with a clear error (use ``hydra/launcher=local``).
+Seed-batched: every built-in algorithm (``seed_batched``) with every built-in policy
+(``stack.check_stackable``); a user's own module is refused with a clear error (use
+``hydra/launcher=local``).
 """
 
 from __future__ import annotations

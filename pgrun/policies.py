@@ -79,10 +79,15 @@ class OneHot(nn.Module):
 
 
 class Flat(nn.Module):
-    """An observation of any shape → one float32 vector per row (an MLP's input)."""
+    """An observation of ``ndim`` dimensions → one float32 vector (an MLP's input), for
+    any leading batch dimensions."""
+
+    def __init__(self, ndim: int):
+        super().__init__()
+        self.ndim = ndim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs.flatten(1).float()
+        return obs.flatten(-self.ndim).float()
 
 
 class NatureCNN(nn.Module):
@@ -142,11 +147,11 @@ class MultiInputBody(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         parts = []
         for (start, size, shape, kind), enc in zip(self.fields, self.encoders, strict=True):
-            x = obs[:, start:start + size]
+            x = obs[..., start:start + size]  # any leading batch dimensions
             if kind == "image":
-                x = x.reshape(-1, *shape)
+                x = x.reshape(*x.shape[:-1], *shape)
             elif kind == "discrete":
-                x = x[:, 0]
+                x = x[..., 0]
             parts.append(enc(x))
         return torch.cat(parts, dim=-1)
 
@@ -272,7 +277,7 @@ class ActorCritic(nn.Module):
                 width = int(obs_space.n)
                 layers.append(OneHot(width, int(obs_space.start)))
             elif len(obs_space.shape) > 1:  # a grid of numbers (highway-env's 5×5), an image
-                layers.append(Flat())
+                layers.append(Flat(len(obs_space.shape)))
                 width = int(np.prod(obs_space.shape))
             else:
                 width = int(obs_space.shape[0])

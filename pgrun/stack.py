@@ -14,10 +14,11 @@ seed k's module alone would be), and each seed's own module is rebound to its ro
 modules and the stack share storage, so a checkpoint, an evaluation or a NaN check of seed
 k reads seed k's current parameters with no copying.
 
-Built-in mlp, tabular and cnn bodies are supported (a Conv2d runs as one grouped
-convolution, the K seeds' channels side by side); a Dict/Tuple observation's body or a
-user's module is refused with a clear error (``check_stackable``). On the CPU the optional accelerator runs the
-stack too (``accelerate.py``: its NumPy layers take the leading seed dimension).
+Every built-in body and head is supported (a Conv2d runs as one grouped convolution, the
+K seeds' channels side by side; the built-in modules take any leading batch dimensions);
+a user's own module is refused with a clear error (``check_stackable``). On the CPU the
+optional accelerator runs the stack too (``accelerate.py``: its NumPy layers take the
+leading seed dimension).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torch import nn
 
 from pgrun.config import ConfigError
 from pgrun.flat import flat_parameters
-from pgrun.policies import ActorCritic, CategoricalHead, Flat, GaussianHead, MultiInputBody
+from pgrun.policies import ActorCritic
 
 
 class StackedLinear(nn.Module):
@@ -80,24 +81,13 @@ class StackedEmbedding(nn.Module):
 
 
 def check_stackable(policy: nn.Module) -> None:
-    """A ConfigError unless ``policy`` is a built-in mlp, tabular or cnn ``ActorCritic`` on
-    a Box or Discrete observation with a Categorical or Gaussian head."""
-    what = None
+    """A ConfigError unless ``policy`` is one of pgrun's built-in ``ActorCritic`` modules
+    (any of its bodies and heads); a user's own module is refused."""
     if not isinstance(policy, ActorCritic):
-        what = f"the policy module {type(policy).__name__}"
-    elif policy.kind not in ("mlp", "tabular", "cnn"):
-        what = f"policy.kind={policy.kind}"
-    elif any(isinstance(m, Flat | MultiInputBody) for m in policy.modules()):
-        what = "a Dict/Tuple or multi-dimensional (non-image) observation"
-    elif type(policy.head) not in (CategoricalHead, GaussianHead) or \
-            getattr(policy.head, "nvec", None) is not None:
-        what = "a MultiDiscrete or MultiBinary action space"
-    if what is not None:
-        raise ConfigError(f"seed batching (hydra/launcher=batched) runs the built-in mlp, "
-                          f"tabular and cnn policies on a Box (images included) or Discrete "
-                          f"observation; {what} is not supported "
-                          "yet. Run this sweep with hydra/launcher=local (one process per "
-                          "seed) instead.")
+        raise ConfigError(f"seed batching (hydra/launcher=batched) runs pgrun's built-in "
+                          f"policies; the policy module {type(policy).__name__} is not "
+                          "supported yet. Run this sweep with hydra/launcher=local (one "
+                          "process per seed) instead.")
 
 
 def _stack_modules(target: nn.Module, sources: list[nn.Module], done: dict[int, nn.Module]) -> None:

@@ -55,10 +55,19 @@ def _batched(tmp_path, seeds, *overrides, name="b"):
                                    ["env=generic", "env.entry_point=tests.image_env:LeftRight",
                                     "env.num_envs=8", "algo.num_steps=16", "algo.lr=1e-3",
                                     "algo.num_minibatches=2", "algo.num_epochs=4",
-                                    "total_steps=512", "eval.interval=256"]],
+                                    "total_steps=512", "eval.interval=256"],
+                                   ["env=generic", "env.entry_point=tests.suite_envs:MiniGridLike",
+                                    "env.num_envs=4", "algo.num_steps=32", "algo.num_minibatches=2"],
+                                   ["env=generic",
+                                    "env.entry_point=tests.suite_envs:MultiDiscreteActions",
+                                    "env.num_envs=4", "algo.num_steps=32", "algo.num_minibatches=2"],
+                                   ["env=generic",
+                                    "env.entry_point=tests.suite_envs:MultiBinaryActions",
+                                    "env.num_envs=4", "algo.num_steps=32", "algo.num_minibatches=2"]],
                          ids=["cartpole", "cartpole-target-kl", "pendulum-normalized",
                               "autograd-shared-body", "tabular", "vpg", "reinforce", "grpo",
-                              "ppo-kl", "trpo", "trpo-pendulum", "cnn"])
+                              "ppo-kl", "trpo", "trpo-pendulum", "cnn", "dict-obs",
+                              "multidiscrete", "multibinary"])
 def test_batched_seeds_compute_what_each_seed_computes_alone(tmp_path, extra):
     """The K seeds' metrics.csv rows match the runs alone: same episodes, the same losses
     (to float rounding of a batched matrix product), the same early stops per seed."""
