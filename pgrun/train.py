@@ -203,9 +203,9 @@ class _Run:
         self.envs = make_vec_env(cfg.env, cfg.env.num_envs)
         if episode_limit(cfg.env, resolve_spec(cfg.env)) is None:
             self.log.info("%s: no time limit registered and env.max_episode_steps=null, so pgrun "
-                     "imposes none: episodes end when the env ends them (MiniGrid and "
-                     "highway-env truncate by themselves); where they may not, set "
-                     "env.max_episode_steps=N, or an evaluation waits forever.", cfg.env.id)
+                          "imposes none: episodes end when the env ends them (MiniGrid and "
+                          "highway-env truncate by themselves); where they may not, set "
+                          "env.max_episode_steps=N, or an evaluation waits forever.", cfg.env.id)
         if cfg.eval.interval > 0:
             self.eval_envs = make_vec_env(cfg.env, min(cfg.eval.num_envs, cfg.eval.episodes))
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
@@ -274,9 +274,9 @@ class _Run:
             "update": ckpt["update"], "step": ckpt["step"],
             "env_state": "restored" if env_restored else "episodes restarted"}]
         self.log.info("%s: resuming from %s at update %d (step %d)%s", self.title,
-                 self.run_dir / CHECKPOINT, ckpt["update"], ckpt["step"],
-                 "" if env_restored else "; the environment state was not saved, so "
-                 "episodes restart")
+                      self.run_dir / CHECKPOINT, ckpt["update"], ckpt["step"],
+                      "" if env_restored else "; the environment state was not saved, so "
+                      "episodes restart")
 
     # ------------------------------------------------------------------- loop
     def run(self) -> dict:
@@ -359,8 +359,8 @@ class _Run:
         self._save_checkpoint(complete=True)
         summary = self._summary(COMPLETE)
         self.log.info("%s: done in %.1f s (%.0f sps); final eval return %s; steps to threshold %s",
-                 self.title, summary["wall_time_s"], summary["sps"],
-                 summary["final_eval_return"], summary["steps_to_threshold"])
+                      self.title, summary["wall_time_s"], summary["sps"],
+                      summary["final_eval_return"], summary["steps_to_threshold"])
         return summary
 
     def close(self) -> None:
