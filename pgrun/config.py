@@ -45,6 +45,9 @@ class EnvConfig:
     random_score: float | None = None  # a uniformly random policy's mean return
     reference_score: float | None = None  # a good policy's return (cited in conf/env/*.yaml)
     vectorization: str = "auto"
+    # training only: a lost life (info["lives"] drops) is terminal for the learning target,
+    # the game goes on; metrics and evaluation count whole games (pgrun/rollout.py)
+    life_loss_terminal: bool = False
     kwargs: dict[str, Any] = field(default_factory=_env_kwargs)  # for the env's constructor
     wrappers: list[Any] = field(default_factory=list)  # [{_target_: pkg.mod.Wrapper, kwarg: v}, ...] (pgrun/envs/wrappers.py)
 
@@ -74,6 +77,7 @@ class NormalizeConfig:
     clip_obs: float = 10.0
     clip_reward: float = 10.0
     gamma: float | None = None  # discount of the return whose std scales rewards (null: algo.gamma)
+    reward_sign: bool = False  # learn from sign(r) ∈ {-1, 0, 1} (Atari's reward clipping; learning only, before scaling)
     epsilon: float = 1e-8
 
 
@@ -176,6 +180,14 @@ def _finite(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
+def _collects_whole_episodes(algo_name: str) -> bool:
+    """Whether the algorithm cuts its batches into whole episodes (overrides ``episodes``)."""
+    from pgrun.algos.base import Algorithm
+
+    algo = _algorithms().get(algo_name)
+    return algo is not None and algo.episodes is not Algorithm.episodes
+
+
 def validate(cfg: DictConfig) -> None:
     """Range checks for every figure the schema cannot express; raises ConfigError
     listing all problems at once."""
@@ -235,6 +247,13 @@ def validate(cfg: DictConfig) -> None:
         wrapper_specs(env)
     except ConfigError as err:
         problems.append(str(err))
+    if env.get("life_loss_terminal") and _collects_whole_episodes(algo.name):
+        problems.append(
+            f"env.life_loss_terminal=true: algo={algo.name} learns from whole episodes (it "
+            f"collects them and sums their rewards), so a life-loss terminal would cut its "
+            f"returns at each lost life; it is for algorithms that learn from fixed-length "
+            f"rollouts with a critic's bootstrap (ppo, vpg, ppo_kl, trpo). Set "
+            f"env.life_loss_terminal=false.")
     if not problems:  # the algorithm's own checks assume the generic ranges hold
         problems += _algorithms()[algo.name].check(algo, env)
 

@@ -28,6 +28,19 @@ observation the envs return updates the running statistics, and the policy, the 
 function and the batch all see the normalized observations, so the update trains on what
 the rollout acted on. With ``normalize.reward`` the batch's rewards are scaled for
 learning; episode returns (``pop_episodes``, metrics.csv) stay raw.
+
+Two more changes to the learning target only, Atari's usual ones (CleanRL's ppo_atari,
+whose ``EpisodicLifeEnv`` and ``ClipRewardEnv`` wrappers do them inside the env):
+
+* ``normalize.reward_sign``: the batch's rewards are sign(r) ∈ {−1, 0, +1} (before any
+  ``normalize.reward`` scaling);
+* ``env.life_loss_terminal``: a step where the env's ``info["lives"]`` drops while the
+  game goes on is stored with ``terminated = True``, so returns and GAE do not bootstrap
+  across a lost life; the env is not reset (the game continues from the next
+  observation), and episodes (``pop_episodes``, metrics.csv's ``episodes``/``return_mean``)
+  remain whole games, ended only by the env's own termination or truncation.
+
+Evaluation (``evaluate.py``) never sees either: it plays whole games with raw scores.
 """
 
 from __future__ import annotations
@@ -136,7 +149,8 @@ class Collector:
 
     def __init__(self, envs, actor: Actor, seed: int, with_value: bool, capacity: int = 256,
                  obs_normalizer: ObsNormalizer | None = None,
-                 reward_scaler: RewardScaler | None = None):
+                 reward_scaler: RewardScaler | None = None,
+                 reward_sign: bool = False, life_loss_terminal: bool = False):
         self.envs = envs
         self.actor = actor
         self.rng = rng_for(seed, 0)
@@ -145,6 +159,9 @@ class Collector:
         self.obs_dtype = actor.obs_dtype
         self.obs_normalizer = obs_normalizer
         self.reward_scaler = reward_scaler
+        self.reward_sign = reward_sign
+        self.lives: np.ndarray | None = None  # each env's lives (env.life_loss_terminal)
+        self.life_loss_terminal = life_loss_terminal
         self.autoreset = np.zeros(self.n, dtype=bool)
         self.ep_return = np.zeros(self.n, dtype=np.float64)
         self.ep_length = np.zeros(self.n, dtype=np.int64)
@@ -155,8 +172,18 @@ class Collector:
 
     def _reset(self, seed: int | list[int] | None = None) -> None:
         """Start fresh episodes in every env (seeded on the first call only)."""
-        obs, _ = self.envs.reset(seed=seed)
+        obs, info = self.envs.reset(seed=seed)
         self._observe(obs)
+        if self.life_loss_terminal:
+            if "lives" not in info:
+                from pgrun.config import ConfigError
+
+                raise ConfigError(
+                    "env.life_loss_terminal=true treats a lost life as terminal for learning, "
+                    "so it needs an env that reports its lives in info['lives'] (ALE's Atari "
+                    f"envs do); this env's reset info has {sorted(info) or 'no keys'}. Set "
+                    "env.life_loss_terminal=false, or add a wrapper that reports lives.")
+            self.lives = self._lives(info, np.zeros(self.n, dtype=np.int64))
         if self.reward_scaler is not None:
             self.reward_scaler.reset()
         self.autoreset[:] = False
@@ -170,6 +197,17 @@ class Collector:
         self.obs = self.actor.encode(obs)
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(self.obs)
+
+    @staticmethod
+    def _lives(info: dict, previous: np.ndarray) -> np.ndarray:
+        """Each env's ``info["lives"]`` (a vector env's info; where an env did not report
+        it this step, its previous count)."""
+        lives = info.get("lives")
+        if lives is None:
+            return previous
+        mask = info.get("_lives")
+        lives = np.asarray(lives, dtype=np.int64)
+        return lives if mask is None else np.where(mask, lives, previous)
 
     def policy_obs(self) -> np.ndarray:
         """The current observations as the policy sees them (normalized if configured)."""
@@ -195,9 +233,11 @@ class Collector:
             for key, arr in buf.items():
                 arr[:used] = old[key]
         raw = np.zeros((capacity, n))  # the envs' own rewards, for episode returns
+        ended = np.zeros((capacity, n), dtype=bool)  # the envs' own episode ends (games)
         if old is not None:
             raw[:used] = self._raw_rewards
-        self._buf, self._raw_rewards = buf, raw
+            ended[:used] = self._ended
+        self._buf, self._raw_rewards, self._ended = buf, raw, ended
         self.capacity = capacity
 
     def _step(self, t: int, active: np.ndarray | None) -> np.ndarray:
@@ -211,18 +251,25 @@ class Collector:
         step in row t; returns which envs finished an episode. (``batched.py`` chooses the
         actions of K seeds' collectors in one forward pass.)"""
         b = self._buf
-        next_obs, reward, terminated, truncated, _ = self.envs.step(self.actor.to_env(actions))
+        next_obs, reward, terminated, truncated, info = self.envs.step(self.actor.to_env(actions))
 
         done = terminated | truncated
         valid = ~self.autoreset if active is None else active & ~self.autoreset
+        self._ended[t] = done
+        if self.lives is not None:  # env.life_loss_terminal: a lost life ends the target
+            lives = self._lives(info, self.lives)
+            terminated = terminated | (valid & ~done & (lives < self.lives))
+            self.lives = lives
         b["obs"][t] = obs
         b["actions"][t] = actions
         b["logp"][t] = logp
         if value is not None:
             b["values"][t] = value
-        b["rewards"][t] = reward if self.reward_scaler is None else \
-            self.reward_scaler.scale(reward, valid, done)
         self._raw_rewards[t] = reward
+        if self.reward_sign:
+            reward = np.sign(reward)
+        b["rewards"][t] = reward if self.reward_scaler is None else \
+            self.reward_scaler.scale(reward, valid, terminated | truncated)
         b["terminated"][t] = terminated
         b["truncated"][t] = truncated
         b["valid"][t] = valid
@@ -232,7 +279,8 @@ class Collector:
         return done & valid
 
     def account(self, T: int) -> None:
-        """Episode returns and lengths (raw rewards) from the batch's first T rows, once
+        """Episode returns and lengths (raw rewards, whole games: the envs' own ends, not
+        ``life_loss_terminal``'s) from the batch's first T rows, once
         per batch rather than per step: the episodes that ended go to ``pop_episodes`` in
         the order they ended; the unfinished ones carry over to the next batch.
 
@@ -245,7 +293,7 @@ class Collector:
         sums += self.ep_return
         steps = np.cumsum(valid, axis=0)
         steps += self.ep_length
-        t_end, n_end = np.nonzero((b["terminated"][:T] | b["truncated"][:T]) & valid)
+        t_end, n_end = np.nonzero(self._ended[:T] & valid)
         ret_base, len_base = np.zeros(self.n), np.zeros(self.n, dtype=np.int64)
         if len(t_end):
             order = np.lexsort((t_end, n_end))  # by env, then time
@@ -336,17 +384,22 @@ class Collector:
     def _generators(self) -> dict[str, np.random.Generator]:
         return {k: v for k, v in vars(self).items() if isinstance(v, np.random.Generator)}
 
+    def _episode_arrays(self) -> tuple[str, ...]:
+        return (*self._EPISODE_ARRAYS, "lives") if self.lives is not None else self._EPISODE_ARRAYS
+
     def state_dict(self, with_episodes: bool) -> dict:
         """What a checkpoint needs, as NumPy arrays and plain containers: the bit-generator
         states of every ``np.random.Generator`` attribute, the reward scaler's statistics,
         and with ``with_episodes`` (the env state is saved too) the episodes in progress:
-        raw observations, autoreset flags, running returns and lengths. (The observation
+        raw observations, autoreset flags, running returns and lengths, and with
+        ``life_loss_terminal`` each env's lives. (The observation
         normalizer has a slot of its own in the checkpoint: ``obs_normalizer``.)"""
         out: dict = {"generators": {k: g.bit_generator.state for k, g in self._generators().items()}}
         if with_episodes:
             if self.done_returns:
                 raise RuntimeError("checkpoint taken with finished episodes not yet popped")
-            out["episodes"] = {name: np.array(getattr(self, name)) for name in self._EPISODE_ARRAYS}
+            out["episodes"] = {name: np.array(getattr(self, name))
+                               for name in self._episode_arrays()}
             out["episodes"].update({name: bool(getattr(self, name)) for name in self._EPISODE_FLAGS})
         if self.reward_scaler is not None:
             out["reward_scaler"] = self.reward_scaler.state_dict(with_returns=with_episodes)

@@ -223,7 +223,9 @@ class _Run:
                                                     cfg.env.num_envs)
         self.collector = Collector(self.envs, self.actor, seed=seed,
                                    with_value=algo_cls.uses_value, obs_normalizer=obs_norm,
-                                   reward_scaler=reward_scaler)
+                                   reward_scaler=reward_scaler,
+                                   reward_sign=cfg.normalize.get("reward_sign", False),
+                                   life_loss_terminal=cfg.env.get("life_loss_terminal", False))
         if ckpt is not None:
             self._restore(ckpt)
         self._begin()
