@@ -1,0 +1,224 @@
+"""Atari throughput side by side: sync vs async vectorization, and pgrun PPO vs CleanRL.
+
+    pip install -c constraints.txt -e '.[atari]'
+    python benchmarks/atari_speed.py                        # ~10 min on 2 cores
+    python benchmarks/atari_speed.py --reps 1 --no-cleanrl  # a quick look
+
+At ``--num-envs`` envs of a preset (default ``env=Pong-v5``: ALE v5, AtariPreprocessing,
+4 stacked frames), every measurement in a fresh process, one at a time, the runners
+alternated within each repetition so that a change in the machine's load hits all alike:
+
+1. ``random``: the vector env stepped with uniformly random actions (``--random-steps``
+   vector steps after 50 of warm-up), ``env.vectorization=sync`` and ``=async``, and with
+   ``--only ... random-native``, ALE's own vector env in place of the wrappers (``NATIVE``);
+2. ``pgrun``: ``pgrun train`` with the preset's PPO hparams (CleanRL's ppo_atari settings)
+   for ``--train-steps`` steps, sync and async (and ``pgrun-native``), no evaluation or
+   checkpoint; steps/s is
+   pgrun's own (metrics.csv's last ``sps``: steps over training time, setup left out);
+3. ``cleanrl``: CleanRL's ``cleanrl/ppo_atari.py`` as published (read from a git mirror of
+   vwxyzjn/cleanrl, run from a temporary folder with its ``cleanrl_utils``), in its own
+   venv (``--cleanrl-python``; it needs gymnasium 0.29's API: gymnasium==0.29.1,
+   ale-py 0.9 (imported before the script runs: it registers the ALE ids on import),
+   opencv, tyro, tensorboard) at the same budget, ``--env-id
+   PongNoFrameskip-v4`` (its default kind of env: no sticky actions), ``--no-cuda``,
+   ``OMP_NUM_THREADS=1`` as in CleanRL's benchmark/ppo.sh; steps/s is its last printed
+   ``SPS`` (global steps over time since its envs were made).
+
+Every process runs with one torch/BLAS thread. Writes ``atari_speed.csv`` (every
+measurement, with the 1-minute load average just before it) and ``atari_speed.md``
+(medians, ratios of medians, ``uptime`` at start and end) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NATIVE = ["env.vectorization=vector_entry_point", "env.wrappers=[]",
+          "env.kwargs={repeat_action_probability: 0.25, reward_clipping: false, "
+          "use_fire_reset: false}"]
+"""ALE's own C++ vector env (``ale_py.vector_env.AtariVectorEnv``, threads, preprocessing
+inside: 84×84 grey, frame skip 4 with max-pooling, 30 no-ops, 4 stacked frames) in place
+of the preset's gymnasium wrappers, with v5's sticky actions and unclipped rewards."""
+MODES = {"sync": ["env.vectorization=sync"], "async": ["env.vectorization=async"],
+         "native": NATIVE}
+THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+RANDOM_CHILD = """
+import json, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from hydra import compose, initialize_config_dir
+from pgrun.config import register
+from pgrun.envs.factory import make_vec_env
+register()
+with initialize_config_dir(config_dir={conf!r}, version_base="1.3"):
+    cfg = compose("config", overrides=["env={env}", *{overrides!r}])
+envs = make_vec_env(cfg.env, {n})
+envs.reset(seed=0)
+rng = np.random.default_rng(0)
+k = envs.single_action_space.n
+for _ in range(50):
+    envs.step(rng.integers(k, size={n}))
+t0 = time.perf_counter()
+for _ in range({steps}):
+    envs.step(rng.integers(k, size={n}))
+dt = time.perf_counter() - t0
+envs.close()
+print(json.dumps({{"sps": {steps} * {n} / dt}}))
+"""
+
+
+def load1() -> float:
+    return os.getloadavg()[0]
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return f"load average {os.getloadavg()}"
+
+
+def run_random(args, mode: str) -> float:
+    code = RANDOM_CHILD.format(root=str(ROOT), conf=str(ROOT / "conf"), env=args.env,
+                               n=args.num_envs, overrides=MODES[mode], steps=args.random_steps)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **THREADS}, cwd=ROOT, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["sps"]
+
+
+def run_pgrun(args, mode: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pgrun", "train", f"env={args.env}",
+               f"env.num_envs={args.num_envs}", *MODES[mode],
+               f"total_steps={args.train_steps}", "eval.interval=0",
+               "checkpoint.enabled=false", "progress=none", "torch_threads=1",
+               f"hydra.run.dir={tmp}/run"]
+        subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **THREADS},
+                       cwd=ROOT, check=True)
+        with open(Path(tmp) / "run" / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        return float(rows[-1]["sps"])
+
+
+def cleanrl_files(repo: Path, dest: Path) -> Path:
+    """ppo_atari.py and what it imports, as published at the mirror's HEAD."""
+    (dest / "cleanrl_utils").mkdir(parents=True)
+    for path in ("cleanrl/ppo_atari.py", "cleanrl_utils/__init__.py",
+                 "cleanrl_utils/atari_wrappers.py"):
+        text = subprocess.run(["git", "--git-dir", str(repo), "show", f"HEAD:{path}"],
+                              capture_output=True, text=True, check=True).stdout
+        target = dest / (Path(path).name if path.startswith("cleanrl/") else path)
+        target.write_text(text)
+    return dest / "ppo_atari.py"
+
+
+def run_cleanrl(args) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        script = cleanrl_files(Path(args.cleanrl_repo), Path(tmp))
+        # the script unchanged; ale-py >= 0.9 registers its envs on import (the ale-py 0.8.1
+        # CleanRL pins did it through gymnasium's plugin entry point, and needs AutoROM's
+        # download for the ROMs), so import it first and run the script as __main__
+        launch = (f"import sys, runpy, ale_py; sys.argv[0] = {str(script)!r}; "
+                  f"runpy.run_path({str(script)!r}, run_name='__main__')")
+        cmd = [args.cleanrl_python, "-c", launch, "--env-id", args.cleanrl_env,
+               "--num-envs", str(args.num_envs), "--total-timesteps", str(args.train_steps),
+               "--no-cuda", "--seed", "1"]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp, check=True,
+                             env={**os.environ, **THREADS, "PYTHONPATH": tmp})
+        sps = re.findall(r"^SPS: (\d+)", out.stdout, flags=re.M)
+        if not sps:
+            raise RuntimeError(f"no SPS line in CleanRL's output:\n{out.stdout[-2000:]}")
+        return float(sps[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--env", default="Pong-v5")
+    p.add_argument("--num-envs", type=int, default=8)
+    p.add_argument("--random-steps", type=int, default=1000, help="vector steps per measurement")
+    p.add_argument("--train-steps", type=int, default=5120)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--no-cleanrl", action="store_true")
+    p.add_argument("--cleanrl-python", default="/work/bench-atari-venv/bin/python")
+    p.add_argument("--cleanrl-repo", default="/work/.mirror/vwxyzjn+cleanrl/repo",
+                   help="a git directory of vwxyzjn/cleanrl")
+    p.add_argument("--cleanrl-env", default="PongNoFrameskip-v4")
+    p.add_argument("--only", nargs="*", default=None,
+                   help="runners to measure (random-sync random-async pgrun-sync pgrun-async "
+                        "random-native pgrun-native cleanrl; default: all but the native ones)")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results" / "atari_speed"))
+    args = p.parse_args()
+
+    runners = {
+        "random-sync": lambda: run_random(args, "sync"),
+        "random-async": lambda: run_random(args, "async"),
+        "pgrun-sync": lambda: run_pgrun(args, "sync"),
+        "pgrun-async": lambda: run_pgrun(args, "async"),
+        "random-native": lambda: run_random(args, "native"),
+        "pgrun-native": lambda: run_pgrun(args, "native"),
+        "cleanrl": lambda: run_cleanrl(args),
+    }
+    if args.no_cleanrl:
+        runners.pop("cleanrl")
+    if args.only:
+        runners = {k: v for k, v in runners.items() if k in args.only}
+    else:
+        runners = {k: v for k, v in runners.items() if "native" not in k}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = uptime()
+    print(start, flush=True)
+    rows = []
+    for rep in range(args.reps):
+        for name, fn in runners.items():
+            before = load1()
+            t0 = time.time()
+            sps = fn()
+            rows.append({"rep": rep, "runner": name, "sps": round(sps, 1),
+                         "load1_before": before, "wall_s": round(time.time() - t0, 1)})
+            print(f"rep {rep} {name:13s} {sps:8.1f} steps/s  (load {before:.2f})", flush=True)
+    end = uptime()
+    print(end, flush=True)
+    with open(out / "atari_speed.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    med = {n: statistics.median(r["sps"] for r in rows if r["runner"] == n) for n in runners}
+    lines = [f"# Atari steps/s: {args.env}, {args.num_envs} envs",
+             "",
+             f"`python benchmarks/atari_speed.py {' '.join(sys.argv[1:])}`".replace(" `", "`"),
+             "",
+             f"Random actions: {args.random_steps} vector steps; training: {args.train_steps} "
+             f"steps (CleanRL's ppo_atari settings). Medians of {args.reps} repeats, every "
+             "measurement a fresh process, one at a time, runners alternated.",
+             "",
+             f"- start: `{start}`", f"- end: `{end}`", "",
+             "| runner | median steps/s | all repeats |", "|---|---:|---|"]
+    for n in runners:
+        every = ", ".join(f"{r['sps']:.0f}" for r in rows if r["runner"] == n)
+        lines.append(f"| {n} | {med[n]:.0f} | {every} |")
+    lines.append("")
+    for a, b in (("random-async", "random-sync"), ("pgrun-async", "pgrun-sync"),
+                 ("random-native", "random-sync"), ("pgrun-native", "pgrun-sync"),
+                 ("pgrun-sync", "cleanrl"), ("pgrun-async", "cleanrl"),
+                 ("pgrun-native", "cleanrl")):
+        if a in med and b in med:
+            lines.append(f"- {a} / {b}: {med[a] / med[b]:.2f}×")
+    (out / "atari_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
