@@ -34,8 +34,8 @@ whose ``EpisodicLifeEnv`` and ``ClipRewardEnv`` wrappers do them inside the env)
 
 * ``normalize.reward_sign``: the batch's rewards are sign(r) ∈ {−1, 0, +1} (before any
   ``normalize.reward`` scaling);
-* ``env.life_loss_terminal``: a step where the env's ``info["lives"]`` drops while the
-  game goes on is stored with ``terminated = True``, so returns and GAE do not bootstrap
+* ``env.life_loss_terminal``: a step where the env's ``info["lives"]`` drops (to a count
+  above 0) while the game goes on is stored with ``terminated = True``, so returns and GAE do not bootstrap
   across a lost life; the env is not reset (the game continues from the next
   observation), and episodes (``pop_episodes``, metrics.csv's ``episodes``/``return_mean``)
   remain whole games, ended only by the env's own termination or truncation.
@@ -258,7 +258,8 @@ class Collector:
         self._ended[t] = done
         if self.lives is not None:  # env.life_loss_terminal: a lost life ends the target
             lives = self._lives(info, self.lives)
-            terminated = terminated | (valid & ~done & (lives < self.lives))
+            # as CleanRL's EpisodicLifeEnv: a drop to 0 lives waits for the game's own end
+            terminated = terminated | (valid & ~done & (lives < self.lives) & (lives > 0))
             self.lives = lives
         b["obs"][t] = obs
         b["actions"][t] = actions

@@ -77,6 +77,18 @@ def test_gae_does_not_bootstrap_across_a_lost_life():
     assert not whole.terminated[[2, 5], 0].any()
 
 
+def test_a_drop_to_zero_lives_waits_for_the_game_to_end():
+    # 2 lives × 3 steps, then 2 steps at 0 lives before game over (as CleanRL's
+    # EpisodicLifeEnv: only a drop to a count above 0 is terminal)
+    envs = gym.vector.SyncVectorEnv([lambda: LivesGame(2, 3, linger=2)])
+    col = make_collector(envs, make_policy(2, 2, [8], with_value=True), life_loss_terminal=True)
+    batch = col.collect_steps(9)
+    assert np.flatnonzero(batch.terminated[:, 0]).tolist() == [2, 7]  # life 1 lost; game over
+    assert np.flatnonzero(~batch.valid[:, 0]).tolist() == [8]
+    returns, lengths = col.pop_episodes()
+    assert returns.tolist() == [8.0] and lengths.tolist() == [8]
+
+
 def test_options_off_leave_the_batch_as_the_env_gives_it():
     _, batch, (returns, _) = _collect()
     assert np.flatnonzero(batch.terminated[:, 0]).tolist() == [GAME_OVER[0]]
