@@ -57,10 +57,11 @@ class Dense:
     def __init__(self, layer: nn.Linear | StackedLinear):
         self.params = [layer.weight, layer.bias]
         self.w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+        self.wt = np.swapaxes(self.w, -1, -2)  # Wᵀ, a view like w (made once: acting calls this per step)
         self.b = b if b.ndim == 1 else b[:, None, :]  # K seeds: broadcast over the samples
 
     def forward(self, x):
-        y = x @ np.swapaxes(self.w, -1, -2)
+        y = x @ self.wt
         y += self.b
         return y, x
 
