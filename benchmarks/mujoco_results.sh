@@ -2,8 +2,9 @@
 # docs/results/mujoco/: PPO with CleanRL's ppo_continuous_action settings (the env presets and
 # conf/hparams/ppo_mujoco.yaml) on Hopper-v5, HalfCheetah-v5 and Walker2d-v5, 1M steps × 5 seeds,
 # the 5 seeds of an env in one process (hydra/launcher=batched), one env at a time, then
-# `pgrun compare` → docs/results/mujoco/ (unfinished runs included: the report says which budget
-# every env was compared at).
+# `pgrun compare` → docs/results/mujoco/ (greedy evaluations) and docs/results/mujoco/train/
+# (training returns); unfinished runs included: the report says which budget every env was
+# compared at.
 #   benchmarks/mujoco_results.sh                     # all three (hours on 2 cores), then the report
 #   benchmarks/mujoco_results.sh hopper              # some of them, then the report
 #   benchmarks/mujoco_results.sh report              # the report only
@@ -34,4 +35,7 @@ run() {
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(hopper halfcheetah walker2d)
 for t in "${targets[@]}"; do run "$t"; done
+# greedy evaluations (eval.csv), and training returns (metrics.csv: the stochastic policy's
+# episodes, the figure CleanRL's benchmark table reports)
 $PGRUN compare "$OUT" --include-unfinished --out docs/results/mujoco
+$PGRUN compare "$OUT" --include-unfinished --curve train --out docs/results/mujoco/train
