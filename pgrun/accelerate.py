@@ -32,6 +32,7 @@ import torch
 from scipy.special import erf
 from torch import nn
 
+from pgrun.distributions import LOG_SQRT_2PI
 from pgrun.flat import flat_parameters
 from pgrun.policies import (
     ACTIVATIONS,
@@ -57,10 +58,11 @@ class Dense:
     def __init__(self, layer: nn.Linear | StackedLinear):
         self.params = [layer.weight, layer.bias]
         self.w, b = layer.weight.detach().numpy(), layer.bias.detach().numpy()
+        self.wt = np.swapaxes(self.w, -1, -2)  # Wᵀ, a view like w (made once: acting calls this per step)
         self.b = b if b.ndim == 1 else b[:, None, :]  # K seeds: broadcast over the samples
 
     def forward(self, x):
-        y = x @ np.swapaxes(self.w, -1, -2)
+        y = x @ self.wt
         y += self.b
         return y, x
 
@@ -213,6 +215,9 @@ class Accelerator:
         if policy.with_value:
             self.v = Tower(layers_of(*([] if self.shared else [policy.v_body]), policy.v_out))
         self.params = [p for t in (self.body, self.pi, self.v) if t is not None for p in t.params]
+        head = policy.head  # acting in NumPy too (``act``) for a Gaussian with a free log σ
+        self.log_std = (head.log_std if type(head) is GaussianHead and not head.state_dependent_std
+                        and (head.bounds is None or head.bounds.mode == "clip") else None)
 
     @staticmethod
     def supports(policy: nn.Module) -> bool:
@@ -264,6 +269,24 @@ class Accelerator:
             grads.update(zip(map(id, self.body.params), body_grads, strict=True))
         return [None if id(p) not in grads else torch.from_numpy(np.asarray(grads[id(p)]))
                 for p in self.params]
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator):
+        """``Actor.act`` for a Gaussian head with a free log σ (clip bounds or none), the
+        same float32 operations as ``DiagGaussian.sample`` and ``.log_prob`` in NumPy, so
+        the same bits (tested): u = μ + σ·ε, log π(u|s) = Σ(−½((u − μ)/σ)² − log σ − ½ log 2π),
+        with σ = exp(log σ), 1/σ = exp(−log σ) and the sum still torch's, on the same tensors.
+        None for other heads. At one env, acting is one call per env step: torch's per-op
+        overhead, not the arithmetic, is the cost this avoids."""
+        if self.log_std is None:
+            return None
+        mean, v, _ = self.forward(obs, "pi" if self.v is None else "both")
+        log_std = self.log_std.detach().expand(mean.shape)
+        std, inv_std = log_std.exp().numpy(), (-log_std).exp().numpy()
+        actions = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
+        z = (actions - mean) * inv_std
+        terms = -0.5 * (z * z) - log_std.numpy() - LOG_SQRT_2PI
+        logp = torch.from_numpy(terms).sum(-1).numpy()  # torch's summation order
+        return actions, logp, None if v is None else v[..., 0].copy()
 
     # -- what ActorCritic calls
     def outputs(self, obs: torch.Tensor):

@@ -250,8 +250,8 @@ class ActionBounds:
 
     def to_env(self, u: np.ndarray) -> np.ndarray:
         """The env action for stored samples ``u`` (NumPy, on their way to the env)."""
-        if self.mode == "clip":
-            return np.clip(u, self.low, self.high)
+        if self.mode == "clip":  # np.clip's values (NaN included) without its Python wrapper
+            return np.minimum(np.maximum(u, self.low), self.high)
         return np.clip(self.center + self.scale * np.tanh(u), self.low, self.high)  # clip: rounding
 
     def log_det(self, u: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,12 @@ import numpy as np
 from pgrun.config import ConfigError
 
 
+def clip(x: np.ndarray, bound: float) -> np.ndarray:
+    """``np.clip(x, -bound, bound)`` (the same values, NaN included) without its Python
+    wrapper, which costs more than the clip itself on one env's few numbers."""
+    return np.minimum(np.maximum(x, -bound), bound)
+
+
 class RunningMeanStd:
     """Running mean and population variance (float64) of a stream of batches.
 
@@ -43,6 +49,13 @@ class RunningMeanStd:
         x = np.asarray(x, dtype=np.float64)
         n = len(x)
         if n == 0:
+            return
+        if n == 1 and self.count > 0:  # one env: m_b = x₀, v_b = 0, the same sums, no reductions
+            total = self.count + 1
+            delta = x[0] - self.mean
+            self.mean = self.mean + delta * (1 / total)
+            self.var = (self.var * self.count + delta**2 * (self.count / total)) / total
+            self.count = total
             return
         b_mean, b_var = x.mean(axis=0), x.var(axis=0)
         if self.count == 0:
@@ -77,7 +90,7 @@ class ObsNormalizer:
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """Normalized float32 observations; never changes the statistics."""
         z = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.epsilon)
-        return np.clip(z, -self.clip, self.clip).astype(np.float32)
+        return clip(z, self.clip).astype(np.float32)
 
 
     def state_dict(self) -> dict:
@@ -111,7 +124,7 @@ class RewardScaler:
         self.rms.update(self.returns[valid])
         self.returns[done & valid] = 0.0
         scaled = reward / np.sqrt(self.rms.var + self.epsilon)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return clip(scaled, self.clip).astype(np.float32)
 
     def reset(self) -> None:
         """Episodes restart: the running returns start from 0."""

@@ -124,6 +124,9 @@ class Actor:
     @torch.inference_mode()
     def act(self, obs: np.ndarray, rng: np.random.Generator):
         """(actions, log π(a|s), V(s) or None) for a batch of observations."""
+        fast = getattr(self.policy, "accelerator", None)  # NumPy acting (accelerate.py)
+        if fast is not None and (out := fast.act(obs, rng)) is not None:
+            return out
         dist, value = self.policy(self._tensor(obs))
         actions = dist.sample(rng)
         logp = dist.log_prob(actions)

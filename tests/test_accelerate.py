@@ -167,6 +167,36 @@ def test_accelerated_forward_equals_torch(body):
             torch.testing.assert_close(fast.value(obs), v_ref.detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("act_dim, n", [(1, 1), (3, 1), (6, 8), (17, 1), (17, 5)])
+def test_accelerated_acting_is_the_distributions_bit_for_bit(act_dim, n):
+    """``Accelerator.act`` (NumPy acting for a Gaussian with a free log σ) returns the same
+    actions, log-probs and values, bit for bit, as ``DiagGaussian.sample``/``.log_prob``
+    on the same layers' outputs, for the same generator state; other heads fall back."""
+    from pgrun.rollout import Actor
+
+    act = gym.spaces.Box(-np.ones(act_dim, np.float32), np.ones(act_dim, np.float32))
+    bounds = ActionBounds(act.low, act.high, "clip")
+    torch.manual_seed(act_dim)
+    policy = ActorCritic(BOX_OBS, act, hidden_sizes=[16, 16], bounds=bounds)
+    with torch.no_grad():
+        policy.head.log_std.normal_(0.0, 1.5)
+        policy.head.out.weight.normal_()
+    assert attach(policy) == "numpy-layers" and policy.accelerator.log_std is not None
+    actor, obs_rng = Actor(policy, BOX_OBS, act, bounds), np.random.default_rng(0)
+    for k in range(50):
+        obs = obs_rng.normal(0.0, 3.0, (n, 3)).astype(np.float32)
+        fast = actor.act(obs, np.random.default_rng(k))
+        log_std, policy.accelerator.log_std = policy.accelerator.log_std, None  # the torch path
+        plain = actor.act(obs, np.random.default_rng(k))
+        policy.accelerator.log_std = log_std
+        for a, b in zip(fast, plain, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+    for head in ("gauss-tanh", "gauss-state-std", "categorical"):
+        other = build(PPO, head, "mlp-tanh")
+        attach(other)
+        assert other.accelerator.act(np.zeros((2, 3), np.float32), np.random.default_rng()) is None
+
+
 def test_state_dependent_std_case_has_the_clamp_binding_on_some_samples():
     """In the ``gauss-state-std`` head the clamp of log σ to LOG_STD_MAX binds on some
     samples and not on others, so both sides of it are compared above."""

@@ -136,16 +136,16 @@ def test_unknown_suite_id_names_the_install_or_the_package_form(monkeypatch):
 
 
 def test_unknown_env_preset_suggests_generic():
-    message = unknown_env_presets(["algo=ppo", "env=Hopper-v5"])
-    assert "env=Hopper-v5: there is no preset conf/env/Hopper-v5.yaml" in message
-    assert "pgrun train env=generic env.id=Hopper-v5" in message
+    message = unknown_env_presets(["algo=ppo", "env=Swimmer-v5"])
+    assert "env=Swimmer-v5: there is no preset conf/env/Swimmer-v5.yaml" in message
+    assert "pgrun train env=generic env.id=Swimmer-v5" in message
     assert unknown_env_presets(["env=CartPole-v1,Acrobot-v1", "env.id=x"]) is None
     assert "env=Nope" in unknown_env_presets(["env=CartPole-v1,Nope"])
 
 
 def test_cli_unknown_preset_is_one_paragraph(cli):
-    out = cli("train", "env=Hopper-v5")
-    assert out.returncode == 2 and "env=generic env.id=Hopper-v5" in out.stderr
+    out = cli("train", "env=Swimmer-v5")
+    assert out.returncode == 2 and "env=generic env.id=Swimmer-v5" in out.stderr
     assert "Traceback" not in out.stderr and "Could not find" not in out.stderr
 
 

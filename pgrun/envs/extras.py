@@ -10,6 +10,7 @@ from pgrun.config import ConfigError
 EXTRAS = {
     # entry-point prefix of the registered env: (module to import, pgrun extra)
     "gymnasium.envs.box2d": ("Box2D", "box2d"),
+    "gymnasium.envs.mujoco": ("mujoco", "mujoco"),
 }
 
 
@@ -23,7 +24,7 @@ def env_id_of(env_cfg) -> str | None:
 
 def check_env_dependencies(env_id: str | None) -> None:
     """ConfigError naming the extra to install when ``env_id`` is a registered gymnasium
-    env whose package (e.g. Box2D for LunarLander) is missing; silent otherwise (unknown
+    env whose package (Box2D for LunarLander, mujoco for Hopper) is missing; silent otherwise (unknown
     ids are the env factory's to report)."""
     if not env_id:
         return
