@@ -149,6 +149,31 @@ def _algorithms() -> dict:
     return ALGORITHMS
 
 
+def schema_defaults(config: dict) -> dict:
+    """The schema's default of every key that has one, nested as ``config`` is (``algo``
+    from the config's algorithm's ``Config``): what a key absent from an older run's
+    config means (``runfolder.config_identity``)."""
+    tree = _defaults(TrainConfig)
+    tree["env"] = _defaults(EnvConfig)
+    algo = _algorithms().get((config.get("algo") or {}).get("name"))
+    if algo is not None:
+        tree["algo"] = _defaults(algo.Config)
+    return tree
+
+
+def _defaults(cls) -> dict:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        elif f.default is not dataclasses.MISSING and f.default != MISSING:
+            value = f.default
+        else:
+            continue
+        out[f.name] = _defaults(type(value)) if dataclasses.is_dataclass(value) else value
+    return out
+
+
 def register() -> None:
     """Put the schemas where conf/ can extend them (``/schema/...@_here_``), and the
     ``pgrun_run_name`` resolver the run-folder names in conf/config.yaml use."""

@@ -74,7 +74,7 @@ def plan_run(run_dir: Path, config: dict, resume) -> Plan:
     ckpt = None
     if summary is not None and summary["status"] == COMPLETE:
         have = summary.get("config_hash")
-        if have is None and ckpt_path.exists():  # written before config_hash existed
+        if have != want and ckpt_path.exists():  # none yet, or an older pgrun's identity
             ckpt = load_checkpoint(ckpt_path)
             have = config_hash(ckpt["config"])
         if have == want:

@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 
 import pgrun
-from pgrun.config import ConfigError
+from pgrun.config import ConfigError, schema_defaults
 from pgrun.metrics import CsvLog
 from pgrun.runkeys import without_neutral
 
@@ -161,9 +161,28 @@ def clear_error(run_dir: Path) -> None:
 # ------------------------------------------------------------------- config identity
 
 def config_identity(config: dict) -> dict:
-    """The resolved config without the result-neutral keys (``runkeys.RESULT_NEUTRAL``): what
-    makes two runs the same run."""
-    return without_neutral(config)
+    """The resolved config without the result-neutral keys (``runkeys.RESULT_NEUTRAL``) and
+    without the keys at their schema default (``config.schema_defaults``): what makes two
+    runs the same run. A key added to pgrun after a run was made is absent from its config
+    and at its default in today's: the same run."""
+    return _without_defaults(without_neutral(config), schema_defaults(config))
+
+
+def _without_defaults(tree: dict, defaults: dict) -> dict:
+    kept = {}
+    for key, value in tree.items():
+        default = defaults.get(key, _NO_DEFAULT)
+        if isinstance(value, dict) and isinstance(default, dict) and default:
+            value = _without_defaults(value, default)
+            if not value:
+                continue
+        elif value == default:
+            continue
+        kept[key] = value
+    return kept
+
+
+_NO_DEFAULT = object()
 
 
 def config_hash(config: dict) -> str:
@@ -182,10 +201,15 @@ def _flatten(d, prefix: str = "") -> dict:
 
 
 def config_diff(old: dict, new: dict, limit: int = 6) -> str:
-    """``key: old → new`` for the identity keys that differ (at most ``limit``)."""
+    """``key: old → new`` for the identity keys that differ (at most ``limit``); a key
+    at its default shows the default."""
     a, b = _flatten(config_identity(old)), _flatten(config_identity(new))
+    defaults = _flatten(schema_defaults(new))
     keys = sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
-    parts = [f"{k}: {a.get(k, '<unset>')} → {b.get(k, '<unset>')}" for k in keys[:limit]]
+
+    def shown(values: dict, key: str):
+        return values.get(key, defaults.get(key, "<unset>"))
+    parts = [f"{k}: {shown(a, k)} → {shown(b, k)}" for k in keys[:limit]]
     if len(keys) > limit:
         parts.append(f"… {len(keys) - limit} more")
     return "; ".join(parts)

@@ -88,6 +88,42 @@ def test_complete_run_is_skipped_and_other_config_refused(tmp_path):
     assert fresh["status"] == "complete" and fresh["resumes"] == []
 
 
+def test_runs_made_before_a_key_existed_are_the_same_runs(tmp_path):
+    """A key pgrun added after a run was made (absent from the run's config) counts as at
+    its default: the complete run is still skipped, the unfinished one still resumes; the
+    key set to another value is another run."""
+    from omegaconf import OmegaConf
+
+    from pgrun.runfolder import config_hash
+
+    def older(run_dir):  # as an older pgrun wrote it: no normalize.reward_sign
+        path = run_dir / "checkpoint.pt"
+        ckpt = torch.load(path, weights_only=False)
+        del ckpt["config"]["normalize"]["reward_sign"]
+        torch.save(ckpt, path)
+        summary = _summary(run_dir)
+        summary["config_hash"] = config_hash(ckpt["config"]) + "-older-identity"
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+
+    config = OmegaConf.to_container(compose_config(*SMALL), resolve=True)
+    assert config["normalize"]["reward_sign"] is False
+    without = {**config, "normalize": {k: v for k, v in config["normalize"].items()
+                                       if k != "reward_sign"}}
+    assert config_hash(without) == config_hash(config)
+    other = {**config, "normalize": {**config["normalize"], "reward_sign": True}}
+    assert config_hash(other) != config_hash(config)
+
+    first = train(compose_config(*SMALL), tmp_path / "complete")
+    older(tmp_path / "complete")
+    assert train(compose_config(*SMALL), tmp_path / "complete")["steps"] == first["steps"]
+    with pytest.raises(RunFolderError, match=r"another configuration.*reward_sign"):
+        train(compose_config(*SMALL, "normalize.reward_sign=true"), tmp_path / "complete")
+    train(compose_config(*SMALL, "checkpoint.stop_after_updates=2"), tmp_path / "unfinished")
+    older(tmp_path / "unfinished")
+    done = train(compose_config(*SMALL), tmp_path / "unfinished")
+    assert done["status"] == "complete" and len(done["resumes"]) == 1
+
+
 def test_unfinished_run_of_other_config_refused_and_resume_true_needs_checkpoint(tmp_path):
     train(compose_config(*SMALL, "checkpoint.stop_after_updates=2"), tmp_path / "a")
     with pytest.raises(RunFolderError, match=r"checkpoint of another configuration.*seed: 0 → 1"):
