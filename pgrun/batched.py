@@ -186,7 +186,7 @@ class _SeedRngs:
     def __init__(self, generators: list[np.random.Generator], only: np.ndarray | None = None):
         self.generators, self.only = generators, only
 
-    def _draw(self, shape, draw):
+    def _draw(self, draw):
         if self.only is None:
             return np.stack([draw(g) for g in self.generators])
         out = None
@@ -198,10 +198,10 @@ class _SeedRngs:
         return out
 
     def random(self, shape):
-        return self._draw(shape, lambda g: g.random(shape[1:]))
+        return self._draw(lambda g: g.random(shape[1:]))
 
     def standard_normal(self, shape, dtype=np.float64):
-        return self._draw(shape, lambda g: g.standard_normal(shape[1:], dtype=dtype))
+        return self._draw(lambda g: g.standard_normal(shape[1:], dtype=dtype))
 
 
 class SeedBatch:

@@ -17,11 +17,7 @@ def evaluate(actor: Actor, envs, episodes: int, seed: int, deterministic: bool =
     ``obs_normalizer``: the training statistics, applied frozen (never updated here).
     Gaussian actions (the mean when ``deterministic``) reach the env mapped into its
     bounds as in training. Returns (returns, lengths) as arrays; returns are raw."""
-    ev = Evaluation(actor, envs, episodes, seed, obs_normalizer)
-    while ev.running:
-        obs = ev.policy_obs()
-        ev.step(actor.mode(obs) if deterministic else actor.act(obs, ev.rng)[0])
-    return ev.result()
+    return Evaluation(actor, envs, episodes, seed, obs_normalizer).run(deterministic)
 
 
 class Evaluation:
@@ -67,6 +63,13 @@ class Evaluation:
             self.round_start += self.n
             if self.round_start < self.episodes:
                 self._begin_round()
+
+    def run(self, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Step to the end with the actor's own actions; ``result()``."""
+        while self.running:
+            obs = self.policy_obs()
+            self.step(self.actor.mode(obs) if deterministic else self.actor.act(obs, self.rng)[0])
+        return self.result()
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(returns, lengths) of the episodes, as arrays."""

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pgrun.config import ConfigError
 from pgrun.normalize import ObsNormalizer, RewardScaler
 from pgrun.obs import ObsLayout
 from pgrun.policies import policy_value
@@ -179,8 +180,6 @@ class Collector:
         self._observe(obs)
         if self.life_loss_terminal:
             if "lives" not in info:
-                from pgrun.config import ConfigError
-
                 raise ConfigError(
                     "env.life_loss_terminal=true treats a lost life as terminal for learning, "
                     "so it needs an env that reports its lives in info['lives'] (ALE's Atari "

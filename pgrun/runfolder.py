@@ -168,6 +168,9 @@ def config_identity(config: dict) -> dict:
     return _without_defaults(without_neutral(config), schema_defaults(config))
 
 
+_NO_DEFAULT = object()
+
+
 def _without_defaults(tree: dict, defaults: dict) -> dict:
     kept = {}
     for key, value in tree.items():
@@ -180,9 +183,6 @@ def _without_defaults(tree: dict, defaults: dict) -> dict:
             continue
         kept[key] = value
     return kept
-
-
-_NO_DEFAULT = object()
 
 
 def config_hash(config: dict) -> str:

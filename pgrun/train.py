@@ -48,7 +48,7 @@ from pgrun.envs import (
     resolve_spec,
 )
 from pgrun.envs.extras import check_env_dependencies, env_id_of
-from pgrun.evaluate import Evaluation, evaluate
+from pgrun.evaluate import Evaluation
 from pgrun.flat import flat_parameters
 from pgrun.lock import RunLock
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
@@ -372,12 +372,8 @@ class _Run:
                 closable.close()
 
     def _eval(self) -> None:
-        cfg = self.cfg
         with self.watch.time("eval"):
-            rets, lens = evaluate(self.actor, self.eval_envs, cfg.eval.episodes,
-                                  seed=cfg.seed + EVAL_SEED_OFFSET,
-                                  deterministic=cfg.eval.deterministic,
-                                  obs_normalizer=self.collector.obs_normalizer)
+            rets, lens = self.evaluation().run(self.cfg.eval.deterministic)
         self.record_eval(rets, lens)
 
     def evaluation(self) -> Evaluation:

@@ -24,10 +24,9 @@ class Samples:
 
     w = None
     seeds = 0
-    index = None
 
-    def __init__(self, tensors: dict[str, torch.Tensor]):
-        self.tensors = tensors
+    def __init__(self, tensors: dict[str, torch.Tensor], index: torch.Tensor | None = None):
+        self.tensors, self.index = tensors, index
         self.size = len(next(iter(tensors.values())))
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -37,9 +36,7 @@ class Samples:
         """``minibatches`` of these samples, each a ``Samples``."""
         device = next(iter(self.tensors.values())).device
         for idx in minibatches(self.size, num_epochs, num_minibatches, device):
-            mb = Samples({k: v[idx] for k, v in self.tensors.items()})
-            mb.index = idx
-            yield mb
+            yield Samples({k: v[idx] for k, v in self.tensors.items()}, idx)
 
 
 def minibatches(size: int, num_epochs: int, num_minibatches: int, device=None):
