@@ -17,11 +17,14 @@ setup: $(BIN)/pgrun
 train: setup
 	$(BIN)/pgrun train $(ARGS)
 
+# one pytest worker per core (pytest-xdist); a test module stays on one worker
+XDIST := -n auto --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q $(XDIST) $(ARGS)
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow $(ARGS)
+	$(BIN)/python -m pytest -q -m slow $(XDIST) $(ARGS)
 
 bench-sweep: setup  # 10-seed PPO sweep, serial vs hydra/launcher=local (several minutes)
 	$(BIN)/python benchmarks/sweep_parallel.py $(ARGS)
