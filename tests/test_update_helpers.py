@@ -5,12 +5,15 @@ minibatches."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from pgrun.algos.base import adam, minibatches, normalize, step
+from pgrun.algos.base import Adam, adam, minibatches, normalize, step
 from pgrun.flat import flat_parameters
 from tests.helpers import make_policy
 
@@ -66,6 +69,48 @@ def test_adam_over_the_flat_buffer_equals_torch_adam_over_the_parameters():
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
     # and it did move them
     assert not torch.allclose(ours.policy_parameters()[0], _policy().policy_parameters()[0])
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_our_adam_steps_bit_for_bit_like_torch_adam(fused):
+    """``base.Adam`` (torch's step without torch._dynamo's import) gives exactly torch's
+    parameters and state, with two parameter groups at different learning rates, and its
+    state_dict loads into torch's Adam."""
+    torch.manual_seed(0)
+    start = [torch.randn(7), torch.randn(3, 4)]
+    ours_p = [p.clone().requires_grad_() for p in start]
+    ref_p = [p.clone().requires_grad_() for p in start]
+    groups = lambda ps: [{"params": [ps[0]], "lr": 0.1}, {"params": [ps[1]], "lr": 0.01}]  # noqa: E731
+    ours = Adam(groups(ours_p), eps=1e-5, fused=fused)
+    ref = torch.optim.Adam(groups(ref_p), eps=1e-5, fused=fused)
+    for i in range(4):
+        grads = [torch.randn_like(p) for p in start]
+        for params, opt in ((ours_p, ours), (ref_p, ref)):
+            for p, g in zip(params, grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        assert all(torch.equal(a, b) for a, b in zip(ours_p, ref_p, strict=True)), i
+    assert not any(p.requires_grad is False for p in ours_p) and ours_p[0].grad_fn is None
+    state = ours.state_dict()
+    for key in ("exp_avg", "exp_avg_sq", "step"):
+        assert torch.equal(state["state"][1][key], ref.state_dict()["state"][1][key])
+    ref.load_state_dict(state)
+
+
+def test_a_training_run_does_not_import_torch_dynamo(tmp_path):
+    """torch._dynamo costs ≈1 s of every process's start-up; ``pgrun train`` never needs it
+    (training, evaluations, checkpoints)."""
+    code = ("import runpy, sys\n"
+            "sys.argv = ['pgrun', 'train', 'total_steps=512', 'eval.interval=256',\n"
+            f"            'checkpoint.every=1', 'progress=none', 'hydra.run.dir={tmp_path}']\n"
+            "try:\n    runpy.run_module('pgrun', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "summary.json").is_file() and (tmp_path / "checkpoint.pt").is_file()
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_role_optimizers_leave_the_other_role_alone():

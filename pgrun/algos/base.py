@@ -10,6 +10,7 @@ metrics.csv columns it reports (``columns``), and any state a checkpoint must ke
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -232,6 +233,31 @@ def normalize(x: torch.Tensor, w: torch.Tensor | None = None, eps: float = 1e-8)
     return torch.where(real & (n >= 2), (x - mu) / (var.sqrt() + eps), x)
 
 
+class Adam(torch.optim.Adam):
+    """``torch.optim.Adam`` that spares the process torch._dynamo's import (≈1 s, as long as
+    torch's own, and most of a short run's start-up); the same arithmetic, bit for bit.
+    torch.optim imports it only to tell torch.compile how to trace an optimizer, which
+    pgrun never compiles: ``step`` is Adam's own under ``torch.no_grad()`` (what its
+    wrapper does for a non-differentiable Adam, less the compile-time graph breaks), and
+    ``add_param_group``, ``state_dict``, ``load_state_dict`` and ``zero_grad``, wrapped by
+    ``torch._compile._disable_dynamo``, are marked as already handled. Once torch._dynamo is
+    loaded (a user's module compiles), torch's own wrappers run."""
+
+    def __init__(self, *args, **kwargs):
+        if "torch._dynamo" not in sys.modules:
+            wrapper = torch._compile._disable_dynamo(lambda: None).__code__
+            for f in vars(torch.optim.Optimizer).values():
+                if getattr(f, "__code__", None) is wrapper and hasattr(f, "__wrapped__"):
+                    setattr(f.__wrapped__, "__dynamo_disable", f.__wrapped__)  # (not mangled)
+        super().__init__(*args, **kwargs)
+
+    def step(self, closure=None):
+        if "torch._dynamo" in sys.modules:
+            return super().step(closure)
+        with torch.no_grad():
+            return torch.optim.Adam.step.__wrapped__(self, closure)
+
+
 def adam(policy: nn.Module, role: str, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
     """``torch.optim.Adam`` over the ``policy``, ``value`` or ``all`` parameters of
     ``policy`` as one flat tensor (``flat.FlatParameters``; fused where torch has it) —
@@ -241,9 +267,9 @@ def adam(policy: nn.Module, role: str, lr: float, eps: float = 1e-8) -> torch.op
     params = flat_parameters(policy).parameters(role)
     groups = [{"params": [p]} for p in params]
     try:
-        return torch.optim.Adam(groups, lr=lr, eps=eps, fused=True)
+        return Adam(groups, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError):  # no fused Adam for this device or torch version
-        return torch.optim.Adam(groups, lr=lr, eps=eps)
+        return Adam(groups, lr=lr, eps=eps)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr) -> None:
