@@ -112,9 +112,11 @@ class NatureCNN(nn.Module):
         return (shape[2], shape[0], shape[1]) if self.channels_last else tuple(shape)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.float() / 255.0
-        if self.channels_last:
-            x = x.movedim(-1, -3)  # (…, H, W, C) → (…, C, H, W)
+        if not self.channels_last:  # C×H×W images laid out H×W×C in memory (a uint8 copy)
+            obs = obs.movedim(-3, -1).contiguous()
+        # (…, C, H, W) with channels-last strides: oneDNN's convolutions on the CPU run
+        # ≈1.4× faster on them (benchmarks/atari_speed.py); the arithmetic is the same
+        x = (obs.float() / 255.0).movedim(-1, -3)
         return self.dense(self.convs(x))
 
 

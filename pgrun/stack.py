@@ -62,8 +62,10 @@ class StackedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, b = x.shape[:2]
-        y = F.conv2d(x.transpose(0, 1).reshape(b, -1, *x.shape[-2:]),
-                     self.weight.reshape(-1, *self.weight.shape[2:]), self.bias.reshape(-1),
+        # (K, B, C, H, W) → (B, K·C, H, W) laid out channels-last (``NatureCNN.forward``);
+        # a free view where x is the channels-last output of the layer before
+        x = x.permute(1, 3, 4, 0, 2).reshape(b, *x.shape[-2:], -1).permute(0, 3, 1, 2)
+        y = F.conv2d(x, self.weight.reshape(-1, *self.weight.shape[2:]), self.bias.reshape(-1),
                      self.stride, self.padding, self.dilation, groups=k)
         return y.reshape(b, k, -1, *y.shape[-2:]).transpose(0, 1)
 
