@@ -67,8 +67,11 @@ class Dense:
         return y, x
 
     def backward(self, dy, x, need_dx):
-        return (dy @ self.w if need_dx else None), [np.swapaxes(dy, -1, -2) @ x,
-                                                    np.add.reduce(dy, axis=-2)]
+        dx = None
+        if need_dx:  # one output (a value head): ∂L/∂x = δW is an outer product, which NumPy's
+            # matmul computes ≈7× slower than the same products broadcast
+            dx = dy * self.w if self.w.shape[-2] == 1 else dy @ self.w
+        return dx, [np.swapaxes(dy, -1, -2) @ x, np.add.reduce(dy, axis=-2)]
 
 
 class Table:
