@@ -3,18 +3,22 @@
 # sweep command and summarized by `pgrun compare`. Runs on all cores (hydra/launcher=local).
 #   benchmarks/results.sh                 # everything (about 40 minutes on 2 cores)
 #   benchmarks/results.sh cartpole grid   # some of the sweeps, then the report
+#   LAUNCHER=batched SWEEP_ARGS="hydra.launcher.n_jobs=1" benchmarks/results.sh lunarlander
+#                                         # seed-batched, one process at a time
 # Sweeps already complete are skipped on a rerun (resume=auto), so it can be continued.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PGRUN=${PGRUN:-pgrun}
 OUT=${OUT:-outputs/results}
 SEEDS=${SEEDS:-'range(10)'}
+LAUNCHER=${LAUNCHER:-local}
+read -r -a SWEEP_ARGS <<< "${SWEEP_ARGS:-}"  # more overrides for every sweep
 
 sweep() {  # name, overrides...
   local name=$1; shift
   echo "== $name: $*"
-  $PGRUN train -m hydra/launcher=local progress=none "seed=$SEEDS" \
-    "hydra.sweep.dir=$OUT/$name" "$@"
+  $PGRUN train -m "hydra/launcher=$LAUNCHER" progress=none "seed=$SEEDS" \
+    "hydra.sweep.dir=$OUT/$name" ${SWEEP_ARGS[@]+"${SWEEP_ARGS[@]}"} "$@"
 }
 
 run() {
