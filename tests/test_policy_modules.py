@@ -44,6 +44,47 @@ def test_channels_first_images_too():
     assert dist.mode().shape == (2,)
 
 
+@pytest.mark.parametrize("shape", [(4, 40, 40), (40, 40, 3)], ids=["chw", "hwc"])
+def test_the_convolutions_get_channels_last_images_and_compute_the_same(shape):
+    """Every convolution's input is laid out channels-last (oneDNN's fast kernels; the
+    layout ``NatureCNN.forward`` and ``StackedConv2d`` make), and the features are those
+    of the plain C×H×W computation; likewise for K seeds' stacked bodies."""
+    from pgrun.stack import SeedStack
+
+    torch.manual_seed(0)
+    space = gym.spaces.Box(0, 255, shape, np.uint8)
+    policies = [ActorCritic(space, gym.spaces.Discrete(3), kind="cnn") for _ in range(2)]
+    obs = torch.randint(0, 256, (2, 5, *shape), dtype=torch.uint8)
+    layouts = []
+    hook = lambda _m, args: layouts.append(  # noqa: E731
+        args[0].is_contiguous(memory_format=torch.channels_last))
+    for m in [m for p in policies for m in p.modules() if isinstance(m, torch.nn.Conv2d)]:
+        m.register_forward_pre_hook(hook)
+    for k, policy in enumerate(policies):
+        body = policy.pi_body
+        chw = obs[k].float().div(255)
+        chw = chw.permute(0, 3, 1, 2).contiguous() if body.channels_last else chw
+        plain = torch.nn.functional.relu
+        x = chw
+        for conv in body.convs[0:6:2]:
+            x = plain(torch.nn.functional.conv2d(x, conv.weight, conv.bias, conv.stride))
+        torch.testing.assert_close(body(obs[k]), body.dense(x.flatten(1)), rtol=1e-5, atol=1e-5)
+    assert layouts and all(layouts)
+    alone = [p(obs[k]) for k, p in enumerate(policies)]
+    stack = SeedStack(policies)
+    layouts.clear()
+    convs = [m for m in stack.modules() if type(m).__name__ == "StackedConv2d"]
+    for m in convs:  # after the first, a layer's input is already (B, H, W, K, C) in memory
+        m.register_forward_pre_hook(lambda _m, args: layouts.append(
+            args[0].permute(1, 3, 4, 0, 2).is_contiguous()))
+    dist, value = stack(obs)
+    torch.testing.assert_close(dist.log_p, torch.stack([d.log_p for d, _ in alone]),
+                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(value, torch.stack([v for _, v in alone]), rtol=1e-4, atol=1e-5)
+    assert len(layouts) == len(convs) == 6  # the policy's and the value's bodies
+    assert all(layouts[1::3]) and all(layouts[2::3])
+
+
 def test_mlp_on_images_flattens_them_when_asked():
     cfg = compose_config("policy.kind=mlp")
     env = LeftRight()
