@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from pgrun import __version__, preflight  # preflight: its clock starts before Hydra's folders
-from pgrun.config import register
+from pgrun.config import register, register_resolvers
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -36,7 +36,7 @@ Examples:
   pgrun tune algo=ppo env=CartPole-v1 trials=50 seeds=3   study in outputs/tune/ppo_CartPole-v1
 """
 
-register()
+register_resolvers()  # where Hydra's launchers run a job, this module is all they import
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"pgrun: {unknown}", file=sys.stderr)
             return 2
+        register()  # the schemas (and torch) only for the command that composes them
         sys.argv = ["pgrun train", *rest]
         try:
             _train_app()

@@ -174,13 +174,20 @@ def _defaults(cls) -> dict:
     return out
 
 
-def register() -> None:
-    """Put the schemas where conf/ can extend them (``/schema/...@_here_``), and the
-    ``pgrun_run_name`` resolver the run-folder names in conf/config.yaml use."""
+def register_resolvers() -> None:
+    """The resolvers conf/config.yaml uses: ``pgrun_run_name`` (run-folder names, resolved
+    wherever a job runs, launcher workers included) and ``pgrun_algos`` (--help). Cheap:
+    the algorithms (torch) are imported only when ``pgrun_algos`` resolves."""
     if not OmegaConf.has_resolver("pgrun_run_name"):
         OmegaConf.register_new_resolver("pgrun_run_name", run_name)
-    if not OmegaConf.has_resolver("pgrun_algos"):  # --help lists the registry
+    if not OmegaConf.has_resolver("pgrun_algos"):
         OmegaConf.register_new_resolver("pgrun_algos", lambda: ", ".join(_algorithms()))
+
+
+def register() -> None:
+    """Put the schemas where conf/ can extend them (``/schema/...@_here_``; this imports
+    the algorithms, and torch), and the resolvers (``register_resolvers``)."""
+    register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(group="schema/env", name="env", node=EnvConfig)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ import torch
 from pgrun.algos import ALGORITHMS
 from pgrun.cli import CONF_DIR
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, TIMING_COLUMNS
-from tests.conftest import compose_config
+from tests.conftest import REPO, compose_config
 
 TINY = ["total_steps=1500", "eval.interval=500", "eval.episodes=2", "progress=none"]
 
@@ -21,6 +23,17 @@ def test_usage_and_unknown_command(cli):
     assert out.returncode == 0 and "pgrun train" in out.stdout
     bad = cli("trian")
     assert bad.returncode == 2 and "unknown command 'trian'" in bad.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"], ["compare", "--help"], ["eval", "--help"]])
+def test_commands_that_do_not_train_do_not_import_torch(args):
+    """torch's import is most of a command's start-up (≈1 s); only train and tune need it."""
+    code = ("import sys\nfrom pgrun.cli import main\n"
+            f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 def test_train_help_names_pgrun_and_every_group_option(cli):
