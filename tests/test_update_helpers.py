@@ -90,7 +90,6 @@ def test_our_adam_steps_bit_for_bit_like_torch_adam(fused):
                 p.grad = g.clone()
             opt.step()
         assert all(torch.equal(a, b) for a, b in zip(ours_p, ref_p, strict=True)), i
-    assert not any(p.requires_grad is False for p in ours_p) and ours_p[0].grad_fn is None
     state = ours.state_dict()
     for key in ("exp_avg", "exp_avg_sq", "step"):
         assert torch.equal(state["state"][1][key], ref.state_dict()["state"][1][key])
