@@ -241,7 +241,12 @@ class Adam(torch.optim.Adam):
     wrapper does for a non-differentiable Adam, less the compile-time graph breaks), and
     ``add_param_group``, ``state_dict``, ``load_state_dict`` and ``zero_grad``, wrapped by
     ``torch._compile._disable_dynamo``, are marked as already handled. Once torch._dynamo is
-    loaded (a user's module compiles), torch's own wrappers run."""
+    loaded (a user's module compiles), torch's own wrappers run.
+
+    Parameter groups that differ only in their parameters (a seed-stacked policy's K seeds
+    at one learning rate) step together, in one call of Adam's (fused) kernel over all
+    their tensors: Adam is elementwise with a step count per tensor, so each tensor gets the
+    same bits as in a step of its own group."""
 
     def __init__(self, *args, **kwargs):
         if "torch._dynamo" not in sys.modules:
@@ -252,10 +257,20 @@ class Adam(torch.optim.Adam):
         super().__init__(*args, **kwargs)
 
     def step(self, closure=None):
-        if "torch._dynamo" in sys.modules:
-            return super().step(closure)
-        with torch.no_grad():
-            return torch.optim.Adam.step.__wrapped__(self, closure)
+        groups = self.param_groups
+        if len(groups) > 1 and all(_settings(g) == _settings(groups[0]) for g in groups):
+            self.param_groups = [{**groups[0], "params": [p for g in groups for p in g["params"]]}]
+        try:
+            if "torch._dynamo" in sys.modules:
+                return super().step(closure)
+            with torch.no_grad():
+                return torch.optim.Adam.step.__wrapped__(self, closure)
+        finally:
+            self.param_groups = groups
+
+
+def _settings(group: dict) -> dict:
+    return {key: value for key, value in group.items() if key != "params"}
 
 
 def adam(policy: nn.Module, role: str, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
