@@ -50,6 +50,7 @@ from pgrun.envs import (
 from pgrun.envs.extras import check_env_dependencies, env_id_of
 from pgrun.evaluate import Evaluation
 from pgrun.flat import flat_parameters
+from pgrun.heap import keep_freed_memory
 from pgrun.lock import RunLock
 from pgrun.metrics import EVAL_COLUMNS, METRIC_COLUMNS, Progress, Stopwatch
 from pgrun.normalize import build_normalizers
@@ -86,10 +87,12 @@ class NonFiniteError(RuntimeError):
 
 
 def limit_threads(n: int) -> None:
-    """n threads for torch and for NumPy's BLAS (the update's matrix products). Small
-    networks run fastest on one, and parallel runs of a sweep then do not fight over cores."""
+    """The training process's settings: n threads for torch and for NumPy's BLAS (the
+    update's matrix products; small networks run fastest on one, and parallel runs of a
+    sweep then do not fight over cores), and freed memory kept (``heap.py``)."""
     torch.set_num_threads(n)
     threadpool_limits(n, user_api="blas")
+    keep_freed_memory()
 
 
 def seed_everything(seed: int) -> None:
