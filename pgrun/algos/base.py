@@ -243,10 +243,10 @@ class Adam(torch.optim.Adam):
     ``torch._compile._disable_dynamo``, are marked as already handled. Once torch._dynamo is
     loaded (a user's module compiles), torch's own wrappers run.
 
-    Parameter groups that differ only in their parameters (a seed-stacked policy's K seeds
-    at one learning rate) step together, in one call of Adam's (fused) kernel over all
-    their tensors: Adam is elementwise with a step count per tensor, so each tensor gets the
-    same bits as in a step of its own group."""
+    Parameter groups that differ only in their parameters (a seed-stacked policy's seeds at
+    one learning rate) step together, in one call of Adam's (fused) kernel over all their
+    tensors: Adam is elementwise with a step count per tensor, so each tensor gets the same
+    bits as in a step of its own group."""
 
     def __init__(self, *args, **kwargs):
         if "torch._dynamo" not in sys.modules:
@@ -258,8 +258,12 @@ class Adam(torch.optim.Adam):
 
     def step(self, closure=None):
         groups = self.param_groups
-        if len(groups) > 1 and all(_settings(g) == _settings(groups[0]) for g in groups):
-            self.param_groups = [{**groups[0], "params": [p for g in groups for p in g["params"]]}]
+        if len(groups) > 1:
+            merged: dict[tuple, dict] = {}
+            for group in groups:
+                settings = tuple((k, v) for k, v in group.items() if k != "params")
+                merged.setdefault(settings, {**group, "params": []})["params"] += group["params"]
+            self.param_groups = list(merged.values())
         try:
             if "torch._dynamo" in sys.modules:
                 return super().step(closure)
@@ -267,10 +271,6 @@ class Adam(torch.optim.Adam):
                 return torch.optim.Adam.step.__wrapped__(self, closure)
         finally:
             self.param_groups = groups
-
-
-def _settings(group: dict) -> dict:
-    return {key: value for key, value in group.items() if key != "params"}
 
 
 def adam(policy: nn.Module, role: str, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
