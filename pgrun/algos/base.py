@@ -313,22 +313,19 @@ def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: fl
     parameters get seed k's gradient), each seed's gradient is clipped by its own norm,
     seeds not ``active`` take no step, and the K norms are returned."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    for param in params:
-        param.grad.zero_()
+    torch._foreach_zero_([param.grad for param in params])
     scalar(loss).backward()
-    norms = []
-    for param in params:
-        norm = float("nan")
-        if max_grad_norm is not None:
-            norm = float(param.grad.norm())
-            scale = max_grad_norm / (norm + 1e-6)
-            if scale < 1.0:
-                param.grad.mul_(scale)
-        norms.append(norm)
+    grads = [param.grad for param in params]
+    norms = [float("nan")] * len(params)
+    if max_grad_norm is not None:  # (each tensor's own norm and scale, in one call each)
+        norms = torch.stack(torch._foreach_norm(grads)).tolist()
+        scales = [max_grad_norm / (norm + 1e-6) for norm in norms]
+        clip = [k for k, scale in enumerate(scales) if scale < 1.0]
+        if clip:
+            torch._foreach_mul_([grads[k] for k in clip], [scales[k] for k in clip])
     if active is None or active.all():
         optimizer.step()
     elif active.any():
-        grads = [param.grad for param in params]
         for param, on in zip(params, active, strict=True):
             if not on:
                 param.grad = None  # torch.optim skips a parameter without a gradient

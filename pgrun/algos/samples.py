@@ -16,6 +16,7 @@ parameters get exactly the gradient of that seed's loss.
 from __future__ import annotations
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 
 class Samples:
@@ -69,6 +70,8 @@ class SeedSamples:
         assert self.generators is not None, "minibatches need the seeds' generators"
         device = self.w.device
         rows = torch.arange(self.seeds, device=device).unsqueeze(1)
+        starts = rows * self.w.shape[-1]  # seed k's samples from row k·M_max of ``flat``
+        flat = {k: v.flatten(0, 1) for k, v in self.tensors.items()}
         for _epoch in range(num_epochs):
             parts = [torch.randperm(m, generator=g).tensor_split(num_minibatches)
                      for m, g in zip(self.sizes, self.generators, strict=True)]
@@ -77,9 +80,11 @@ class SeedSamples:
                 sizes = [len(i) for i in idx]
                 if not max(sizes):
                     continue
-                index = pad_stack(idx).to(device)
-                yield _Minibatch({k: v[rows, index] for k, v in self.tensors.items()},
-                                 weights(sizes, max(sizes), device), self.seeds, (rows, index))
+                index = pad_stack(idx).to(device)  # v[rows, index], as one index_select:
+                at = (starts + index).flatten()
+                w = self.w if sizes == self.sizes else weights(sizes, max(sizes), device)
+                yield _Minibatch({k: v.index_select(0, at).unflatten(0, index.shape)
+                                  for k, v in flat.items()}, w, self.seeds, (rows, index))
 
 
 class _Minibatch:
@@ -92,11 +97,7 @@ class _Minibatch:
 
 def pad_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
     """(K, max length, …) from K tensors of different lengths, padded with zeros."""
-    longest = max(len(t) for t in tensors)
-    out = tensors[0].new_zeros((len(tensors), longest, *tensors[0].shape[1:]))
-    for k, t in enumerate(tensors):
-        out[k, :len(t)] = t
-    return out
+    return pad_sequence(tensors, batch_first=True)
 
 
 def weights(sizes: list[int], width: int, device) -> torch.Tensor:
