@@ -201,7 +201,7 @@ _UNIT = ("gamma", "gae_lambda", "backtrack_coef")
 _POSITIVE = ("lr", "vf_lr", "clip_eps", "adam_eps", "target_kl", "max_grad_norm", "kl_target",
              "kl_beta", "max_kl")
 _COUNTS = ("group_size", "episodes_per_update", "vf_iters", "num_steps", "num_epochs",
-           "num_minibatches", "cg_iters", "backtrack_iters")
+           "num_minibatches", "vf_minibatches", "cg_iters", "backtrack_iters")
 _NONNEGATIVE = ("ent_coef", "vf_coef", "kl_coef", "cg_damping")
 """Range rules by algorithm key name (an algorithm adds its own in ``Algorithm.check``)."""
 MAX_NAME = 500  # characters in env.id / env.entry_point

@@ -52,6 +52,8 @@ def _batched(tmp_path, seeds, *overrides, name="b"):
                                    ["algo=ppo_kl", "algo.kl_target=0.001"],
                                    ["algo=trpo", "algo.vf_iters=10"],
                                    ["algo=trpo", "env=Pendulum-v1", "algo.vf_iters=10"],
+                                   ["algo=trpo", "env=Pendulum-v1", "algo.vf_iters=2",
+                                    "algo.vf_minibatches=4"],
                                    ["env=generic", "env.entry_point=tests.image_env:LeftRight",
                                     "env.num_envs=8", "algo.num_steps=16", "algo.lr=1e-3",
                                     "algo.num_minibatches=2", "algo.num_epochs=4",
@@ -66,7 +68,8 @@ def _batched(tmp_path, seeds, *overrides, name="b"):
                                     "env.num_envs=4", "algo.num_steps=32", "algo.num_minibatches=2"]],
                          ids=["cartpole", "cartpole-target-kl", "pendulum-normalized",
                               "autograd-shared-body", "tabular", "vpg", "reinforce", "grpo",
-                              "ppo-kl", "trpo", "trpo-pendulum", "cnn", "dict-obs",
+                              "ppo-kl", "trpo", "trpo-pendulum", "trpo-critic-minibatches", "cnn",
+                              "dict-obs",
                               "multidiscrete", "multibinary"])
 def test_batched_seeds_compute_what_each_seed_computes_alone(tmp_path, extra):
     """The K seeds' metrics.csv rows match the runs alone: same episodes, the same losses

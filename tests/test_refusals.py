@@ -83,6 +83,18 @@ def test_config_errors_exit_2_and_leave_no_run_folder(cli, tmp_path, override, m
     assert not run.exists()
 
 
+@pytest.mark.parametrize(("algo", "count", "message"), [
+    ("trpo", "100000", "algo.vf_minibatches=100000: must be ≤ the batch"),
+    ("vpg", "0", "algo.vf_minibatches=0: must be"),
+])
+def test_critic_minibatches_are_checked(cli, tmp_path, algo, count, message):
+    run = tmp_path / "run"
+    out = cli("train", f"hydra.run.dir={run}", *TINY, f"algo={algo}", f"algo.vf_minibatches={count}")
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert not run.exists()
+
+
 def test_unusable_run_folders_are_one_message(cli, tmp_path):
     file = tmp_path / "file"
     file.write_text("keep me")

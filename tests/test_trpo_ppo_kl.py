@@ -11,9 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from pgrun.algos import base
 from pgrun.algos.ppo_kl import PPOKL, PPOKLConfig, adapt_beta, kl_penalized_surrogate
 from pgrun.algos.trpo import TRPO, TRPOConfig, conjugate_gradient
-from pgrun.policies import ActorCritic
+from pgrun.algos.vpg import VPG
+from pgrun.policies import ActorCritic, policy_value
 from pgrun.rollout import Actor, Collector
 
 SPACES = {
@@ -172,3 +174,39 @@ def test_learns_cartpole_at_a_small_budget(cli, tmp_path, algo, steps):
     assert summary["best_eval_return"] >= 400, summary
     if algo == "trpo":
         assert summary["update_path"] == "autograd"  # differentiated twice: no accelerator
+
+
+@pytest.mark.parametrize("algo_cls", [TRPO, VPG])
+def test_critic_fits_in_epochs_of_minibatches_that_cover_the_batch(algo_cls, monkeypatch):
+    """``algo.vf_minibatches=4, vf_iters=3``: the critic takes 3 epochs × 4 Adam steps, each
+    epoch a shuffle of the whole batch in 4 parts; the value loss reported is the whole
+    batch's before the first step, and fitting lowers it."""
+    torch.manual_seed(0)
+    envs = gym.make_vec("Pendulum-v1", 2, vectorization_mode="sync")
+    policy = ActorCritic(envs.single_observation_space, envs.single_action_space)
+    collector = Collector(envs, Actor(policy, envs.single_observation_space,
+                                      envs.single_action_space), seed=0, with_value=True)
+    cfg = OmegaConf.to_object(OmegaConf.structured(algo_cls.Config(vf_iters=3, vf_minibatches=4)))
+    algo = algo_cls(cfg, policy, 2)
+    batch = collector.collect_steps(32)  # 64 samples
+    d = algo.gae_tensors(batch)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float((policy_value(policy, d["obs"]) - d["ret"]).pow(2).mean())
+
+    before, seen = loss(), []
+    monkeypatch.setattr(base, "policy_value", lambda p, obs: (
+        seen.append(obs.clone()), policy_value(p, obs))[1])
+    stats = algo.update(batch, 0.0)
+    assert stats["value_loss"] == pytest.approx(before, rel=1e-6)
+    assert torch.equal(seen[0], d["obs"]) and len(seen) == 1 + 3 * 4
+    rows = sorted(map(tuple, d["obs"].tolist()))
+    for epoch in range(3):
+        parts = seen[1 + 4 * epoch: 5 + 4 * epoch]
+        assert [len(p) for p in parts] == [16] * 4
+        assert sorted(map(tuple, torch.cat(parts).tolist())) == rows  # each sample once
+    assert seen[1].tolist() != seen[5].tolist()  # reshuffled each epoch
+    assert int(algo.v_opt.state_dict()["state"][0]["step"]) == 12
+    assert loss() < before
+    envs.close()

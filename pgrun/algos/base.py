@@ -22,7 +22,7 @@ from torch import nn
 from pgrun.algos.samples import Samples, SeedSamples, minibatches  # noqa: F401 (re-exported)
 from pgrun.flat import flat_parameters
 from pgrun.metrics import STAT_COLUMNS
-from pgrun.policies import parameters_by_role
+from pgrun.policies import parameters_by_role, policy_value
 from pgrun.returns import batch_gae
 from pgrun.rollout import Batch, Collector
 
@@ -133,6 +133,31 @@ class Algorithm:
                         ret=ret)
         return self.samples(batch, arrays)
 
+    def fit_value(self, d: Samples | SeedSamples, opt: torch.optim.Optimizer,
+                  active: np.ndarray | None):
+        """The critic's regression onto the returns, min E[(V(s) − R̂)²], by ``cfg.vf_iters``
+        steps of ``opt``: each on the whole batch, or with ``cfg.vf_minibatches`` > 1 that
+        many epochs of shuffled minibatches (SB3's ``n_critic_updates`` of ``batch_size``);
+        returns the loss before the first step (per seed for K seeds)."""
+        cfg = self.cfg
+
+        def loss(s):
+            return mean((policy_value(self.policy, s["obs"]) - s["ret"]).pow(2), s.w)
+
+        if cfg.vf_minibatches > 1:
+            with torch.no_grad():
+                first = figure(loss(d))
+            for mb in d.minibatches(cfg.vf_iters, cfg.vf_minibatches):
+                step(opt, loss(mb), cfg.max_grad_norm, active)
+            return first
+        first = None
+        for _ in range(cfg.vf_iters):
+            v_loss = loss(d)
+            if first is None:
+                first = figure(v_loss)
+            step(opt, v_loss, cfg.max_grad_norm, active)
+        return first
+
     @torch.no_grad()
     def final_kl(self, obs: torch.Tensor, actions: torch.Tensor, old_logp: torch.Tensor,
                  w: torch.Tensor | None = None):
@@ -142,12 +167,13 @@ class Algorithm:
         return figure(approx_kl(dist.log_prob(actions), old_logp, w))
 
 
-def minibatch_problems(cfg, env_cfg) -> list[str]:
-    """``num_minibatches`` must not exceed the batch of ``num_steps × num_envs`` samples."""
-    batch = cfg.num_steps * env_cfg.num_envs
-    if cfg.num_minibatches <= batch:
+def minibatch_problems(cfg, env_cfg, key: str = "num_minibatches") -> list[str]:
+    """``algo.<key>`` (a number of minibatches) must not exceed the batch of
+    ``num_steps × num_envs`` samples."""
+    batch, count = cfg.num_steps * env_cfg.num_envs, cfg[key]
+    if count <= batch:
         return []
-    return [f"algo.num_minibatches={cfg.num_minibatches!r}: must be ≤ the batch, "
+    return [f"algo.{key}={count!r}: must be ≤ the batch, "
             f"algo.num_steps × env.num_envs = {batch} (each minibatch needs at least one "
             "sample; minibatches of one are also far too slow)"]
 

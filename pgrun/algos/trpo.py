@@ -27,12 +27,12 @@ from pgrun.algos.base import (
     explained_variance,
     figure,
     mean,
+    minibatch_problems,
     normalize,
     scalar,
-    step,
 )
 from pgrun.flat import flat_parameters
-from pgrun.policies import parameters_by_role, policy_value
+from pgrun.policies import parameters_by_role
 from pgrun.rollout import Batch
 
 
@@ -52,6 +52,7 @@ class TRPOConfig:
     normalize_advantages: bool = True
     vf_lr: float = 1e-3
     vf_iters: int = 80
+    vf_minibatches: int = 1  # > 1: vf_iters epochs of that many minibatches
     max_grad_norm: float | None = None  # of the value steps
 
 
@@ -104,6 +105,10 @@ class TRPO(Algorithm):
 
     def optimizers(self):
         return {"value": self.v_opt}
+
+    @classmethod
+    def check(cls, cfg, env_cfg):
+        return minibatch_problems(cfg, env_cfg, "vf_minibatches")
 
     def flat_grad(self, y: torch.Tensor, create_graph: bool = False,
                   retain_graph: bool | None = None) -> torch.Tensor:
@@ -179,12 +184,7 @@ class TRPO(Algorithm):
                     break
             self.set_theta(pending, old_theta)  # no step qualified: unchanged
 
-        first_v_loss = None
-        for _ in range(cfg.vf_iters):
-            v_loss = mean((policy_value(self.policy, obs) - d["ret"]).pow(2), w)
-            if first_v_loss is None:
-                first_v_loss = figure(v_loss)
-            step(self.v_opt, v_loss, cfg.max_grad_norm, active)
+        first_v_loss = self.fit_value(d, self.v_opt, active)
 
         with torch.no_grad():
             entropy = figure(mean(self.policy(obs)[0].entropy(), w))

@@ -17,11 +17,11 @@ from pgrun.algos.base import (
     explained_variance,
     figure,
     mean,
+    minibatch_problems,
     normalize,
     set_lr,
     step,
 )
-from pgrun.policies import policy_value
 from pgrun.rollout import Batch
 
 
@@ -33,6 +33,7 @@ class VPGConfig:
     lr: float = 3e-4
     vf_lr: float = 1e-3
     vf_iters: int = 80
+    vf_minibatches: int = 1  # > 1: vf_iters epochs of that many minibatches
     num_steps: int = 256
     gamma: float = 0.99
     gae_lambda: float = 0.97
@@ -60,6 +61,10 @@ class VPG(Algorithm):
     def optimizers(self):
         return {"policy": self.pi_opt, "value": self.v_opt}
 
+    @classmethod
+    def check(cls, cfg, env_cfg):
+        return minibatch_problems(cfg, env_cfg, "vf_minibatches")
+
     def update(self, batch: Batch | list[Batch], progress: float) -> dict:
         cfg = self.cfg
         lr = self.current_lr(progress)
@@ -74,12 +79,7 @@ class VPG(Algorithm):
         grad_norm = step(self.pi_opt, pg_loss - cfg.ent_coef * entropy, cfg.max_grad_norm,
                          active)
 
-        first_v_loss = None
-        for _ in range(cfg.vf_iters):
-            v_loss = mean((policy_value(self.policy, d["obs"]) - d["ret"]).pow(2), w)
-            if first_v_loss is None:
-                first_v_loss = figure(v_loss)
-            step(self.v_opt, v_loss, cfg.max_grad_norm, active)
+        first_v_loss = self.fit_value(d, self.v_opt, active)
 
         return {"policy_loss": figure(pg_loss), "value_loss": first_v_loss,
                 "entropy": figure(entropy), "grad_norm": grad_norm, "lr": lr,
