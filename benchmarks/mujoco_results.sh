@@ -8,6 +8,8 @@
 #   benchmarks/mujoco_results.sh                     # all three (hours on 2 cores), then the report
 #   benchmarks/mujoco_results.sh hopper              # some of them, then the report
 #   benchmarks/mujoco_results.sh report              # the report only
+#   ALGO=trpo benchmarks/mujoco_results.sh hopper    # TRPO (conf/hparams/trpo_mujoco.yaml: RL
+#                                                    # Zoo's settings) beside PPO in the report
 # Runs go to $OUT (default outputs/results-mujoco). A sweep killed part-way continues from each
 # seed's checkpoint when the same command runs again (resume=auto); complete seeds are skipped.
 set -euo pipefail
@@ -15,11 +17,14 @@ cd "$(dirname "$0")/.."
 PGRUN=${PGRUN:-pgrun}
 OUT=${OUT:-outputs/results-mujoco}
 SEEDS=${SEEDS:-'range(5)'}
+ALGO=${ALGO:-ppo}
 
 sweep() {  # name, env
-  echo "== $1: env=$2 seed=$SEEDS ($(date -u +%H:%M) UTC)"
+  local dir=$OUT/$1  # PPO's sweeps keep their first names; another algorithm's: trpo-hopper, ...
+  [ "$ALGO" = ppo ] || dir=$OUT/$ALGO-$1
+  echo "== $1: algo=$ALGO env=$2 seed=$SEEDS ($(date -u +%H:%M) UTC)"
   $PGRUN train -m hydra/launcher=batched hydra.launcher.n_jobs=1 hydra.launcher.seeds_per_process=5 \
-    progress=none "seed=$SEEDS" "env=$2" "hydra.sweep.dir=$OUT/$1"
+    progress=none "algo=$ALGO" "seed=$SEEDS" "env=$2" "hydra.sweep.dir=$dir"
 }
 
 run() {

@@ -1,5 +1,6 @@
-"""The MuJoCo presets (conf/env/*-v5.yaml with conf/hparams/ppo_mujoco.yaml), a short run
-on Hopper-v5 when the mujoco extra is installed, and the error without it."""
+"""The MuJoCo presets (conf/env/*-v5.yaml with conf/hparams/ppo_mujoco.yaml and
+trpo_mujoco.yaml), a short run on Hopper-v5 when the mujoco extra is installed, and the
+error without it."""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ def test_presets_compose_with_cleanrl_settings(env):
     assert (cfg.normalize.clip_obs, cfg.normalize.clip_reward) == (10.0, 10.0)
     assert cfg.total_steps == 1_000_000
     assert compose_config(f"env={env}", "algo.lr=1e-3").algo.lr == 1e-3  # overrides win
+
+
+@pytest.mark.parametrize("env", MUJOCO_ENVS)
+def test_trpo_presets_compose_with_rl_zoo_settings(env):
+    cfg = compose_config("algo=trpo", f"env={env}")
+    validate(cfg)
+    assert (cfg.env.num_envs, cfg.algo.num_steps, cfg.algo.cg_iters, cfg.algo.cg_damping) == \
+        (2, 1024, 25, 0.1)
+    assert cfg.algo.max_kl == (0.04 if env == "HalfCheetah-v5" else 0.01)
+    # the critic: 20 epochs of minibatches of 128 = 2048 / 16
+    assert (cfg.algo.vf_lr, cfg.algo.vf_iters, cfg.algo.vf_minibatches) == (1e-3, 20, 16)
+    assert (cfg.algo.gamma, cfg.algo.gae_lambda) == (0.99, 0.95)
+    assert cfg.normalize.obs and cfg.normalize.reward and cfg.policy.action_bounds == "clip"
+    assert cfg.total_steps == (2_000_000 if env == "Humanoid-v5" else 1_000_000)
 
 
 def test_missing_mujoco_names_the_extra(tmp_path, monkeypatch):
