@@ -9,7 +9,12 @@
 #   benchmarks/atari_results.sh                 # seed 0 for one slice, then the report
 #   SEEDS="0 1" SLICE=7200 benchmarks/atari_results.sh
 #   benchmarks/atari_results.sh report          # the report only
-# Runs go to $OUT/ppo_<env>_s<seed> (default OUT=outputs/results-atari, ENV=Pong-v5).
+# Runs go to $OUT/ppo_<env><TAG>_s<seed> (default OUT=outputs/results-atari, ENV=Pong-v5).
+# EXTRA adds overrides (a variant: give it its own TAG), e.g. CleanRL's kind of env and
+# learning-rate schedule: no sticky actions (as PongNoFrameskip-v4), lr annealed over 10M
+# steps as CleanRL's ppo_atari, stopped after 1,221 updates = 1.25M steps = 5M frames:
+#   TAG=_nosticky EXTRA="+env.kwargs.repeat_action_probability=0.0 total_steps=10000000
+#     checkpoint.stop_after_updates=1221" SLICE=7200 benchmarks/atari_results.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PGRUN=${PGRUN:-pgrun}
@@ -17,13 +22,16 @@ OUT=${OUT:-outputs/results-atari}
 ENV=${ENV:-Pong-v5}
 SEEDS=${SEEDS:-0}
 SLICE=${SLICE:-3600}
+TAG=${TAG:-}
+EXTRA=${EXTRA:-}
 
 if [ "${1:-}" != report ]; then
   for seed in $SEEDS; do
     echo "== env=$ENV seed=$seed, a slice of ${SLICE}s ($(date -u +%H:%M) UTC)"
     rc=0  # 124: the slice ended (checkpointed); run the script again to continue
-    timeout -s TERM "$SLICE" $PGRUN train "env=$ENV" "seed=$seed" checkpoint.every=10 \
-      "hydra.run.dir=$OUT/ppo_${ENV}_s$seed" || rc=$?
+    # shellcheck disable=SC2086  # EXTRA: several overrides
+    timeout -s TERM "$SLICE" $PGRUN train "env=$ENV" "seed=$seed" checkpoint.every=10 $EXTRA \
+      "hydra.run.dir=$OUT/ppo_${ENV}${TAG}_s$seed" || rc=$?
     [ $rc -eq 0 ] || [ $rc -eq 124 ] || exit $rc
   done
 fi
