@@ -170,7 +170,7 @@ class Algorithm:
 def minibatch_problems(cfg, env_cfg, key: str = "num_minibatches") -> list[str]:
     """``algo.<key>`` (a number of minibatches) must not exceed the batch of
     ``num_steps × num_envs`` samples."""
-    batch, count = cfg.num_steps * env_cfg.num_envs, cfg[key]
+    batch, count = cfg.num_steps * env_cfg.num_envs, getattr(cfg, key)
     if count <= batch:
         return []
     return [f"algo.{key}={count!r}: must be ≤ the batch, "
