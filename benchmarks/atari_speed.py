@@ -12,8 +12,8 @@ alternated within each repetition so that a change in the machine's load hits al
    vector steps after 50 of warm-up), ``env.vectorization=sync`` and ``=async``, and with
    ``--only ... random-native``, ALE's own vector env in place of the wrappers (``NATIVE``);
 2. ``pgrun``: ``pgrun train`` with the preset's PPO hparams (CleanRL's ppo_atari settings)
-   for ``--train-steps`` steps, sync and async (and ``pgrun-native``), no evaluation or
-   checkpoint; steps/s is
+   for ``--train-steps`` steps, sync and async (and ``pgrun-native``; ``pgrun-bf16``: sync
+   with ``policy.cnn_precision=bfloat16``), no evaluation or checkpoint; steps/s is
    pgrun's own (metrics.csv's last ``sps``: steps over training time, setup left out);
 3. ``cleanrl``: CleanRL's ``cleanrl/ppo_atari.py`` as published (read from a git mirror of
    vwxyzjn/cleanrl, run from a temporary folder with its ``cleanrl_utils``), in its own
@@ -51,7 +51,8 @@ NATIVE = ["env.vectorization=vector_entry_point", "env.wrappers=[]",
 inside: 84×84 grey, frame skip 4 with max-pooling, 30 no-ops, 4 stacked frames) in place
 of the preset's gymnasium wrappers, with v5's sticky actions and unclipped rewards."""
 MODES = {"sync": ["env.vectorization=sync"], "async": ["env.vectorization=async"],
-         "native": NATIVE}
+         "native": NATIVE,
+         "bf16": ["env.vectorization=sync", "policy.cnn_precision=bfloat16"]}
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 RANDOM_CHILD = """
@@ -157,7 +158,8 @@ def main() -> None:
     p.add_argument("--cleanrl-env", default="PongNoFrameskip-v4")
     p.add_argument("--only", nargs="*", default=None,
                    help="runners to measure (random-sync random-async pgrun-sync pgrun-async "
-                        "random-native pgrun-native cleanrl; default: all but the native ones)")
+                        "random-native pgrun-native pgrun-bf16 cleanrl; default: all but the "
+                        "native and bf16 ones)")
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "atari_speed"))
     args = p.parse_args()
 
@@ -168,6 +170,7 @@ def main() -> None:
         "pgrun-async": lambda: run_pgrun(args, "async"),
         "random-native": lambda: run_random(args, "native"),
         "pgrun-native": lambda: run_pgrun(args, "native"),
+        "pgrun-bf16": lambda: run_pgrun(args, "bf16"),
         "cleanrl": lambda: run_cleanrl(args),
     }
     if args.no_cleanrl:
@@ -175,7 +178,7 @@ def main() -> None:
     if args.only:
         runners = {k: v for k, v in runners.items() if k in args.only}
     else:
-        runners = {k: v for k, v in runners.items() if "native" not in k}
+        runners = {k: v for k, v in runners.items() if "native" not in k and "bf16" not in k}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = uptime()
@@ -213,7 +216,8 @@ def main() -> None:
     for a, b in (("random-async", "random-sync"), ("pgrun-async", "pgrun-sync"),
                  ("random-native", "random-sync"), ("pgrun-native", "pgrun-sync"),
                  ("pgrun-sync", "cleanrl"), ("pgrun-async", "cleanrl"),
-                 ("pgrun-native", "cleanrl")):
+                 ("pgrun-native", "cleanrl"), ("pgrun-bf16", "pgrun-sync"),
+                 ("pgrun-bf16", "cleanrl")):
         if a in med and b in med:
             lines.append(f"- {a} / {b}: {med[a] / med[b]:.2f}×")
     (out / "atari_speed.md").write_text("\n".join(lines) + "\n")

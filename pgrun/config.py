@@ -66,6 +66,7 @@ class PolicyConfig:
     log_std_init: float = 0.0  # Box actions: initial log σ of the Gaussian head
     state_dependent_std: bool = False  # Box actions: σ(s) from the head instead of a parameter
     action_bounds: str = "clip"  # Box actions: clip | tanh (how samples reach the bounds)
+    cnn_precision: str = "float32"  # float32 | bfloat16 (the cnn body's layers under torch.autocast)
 
 
 @dataclass
@@ -128,6 +129,7 @@ class TrainConfig:
 
 
 ACTIVATION_NAMES = ("tanh", "relu", "elu", "gelu")
+CNN_PRECISIONS = ("float32", "bfloat16")  # policy.cnn_precision (policies.NatureCNN)
 ACTION_BOUNDS = ("clip", "tanh")  # how Gaussian samples reach a Box's bounds (distributions.py)
 POLICY_KINDS = ("auto", "mlp", "tabular", "cnn")
 VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
@@ -299,6 +301,8 @@ def validate(cfg: DictConfig) -> None:
           f"must be one of {', '.join(ACTION_BOUNDS)}")
     check(_finite(pol.log_std_init), "policy.log_std_init", pol.log_std_init,
           "must be a finite number")
+    check(pol.get("cnn_precision", "float32") in CNN_PRECISIONS, "policy.cnn_precision",
+          pol.get("cnn_precision"), f"must be one of {', '.join(CNN_PRECISIONS)}")
     if pol.get("module") is not None:
         check(":" in pol.module, "policy.module", pol.module,
               "must name a class or function as pkg.module:Name")

@@ -93,11 +93,15 @@ class Flat(nn.Module):
 class NatureCNN(nn.Module):
     """Mnih et al. 2015's convolutional body on uint8 images: x/255, conv 32×8×8 stride 4,
     conv 64×4×4 stride 2, conv 64×3×3 stride 1, dense 512, ReLU after each. ``channels_last``:
-    the observations are H×W×C (permuted to C×H×W inside)."""
+    the observations are H×W×C (permuted to C×H×W inside). ``precision="bfloat16"``: the
+    layers compute in bfloat16 under ``torch.autocast`` (weights, their gradients and the
+    features returned stay float32; ≈1.6× faster on CPUs with AVX512-BF16)."""
 
-    def __init__(self, shape: tuple[int, ...], channels_last: bool, features: int = 512):
+    def __init__(self, shape: tuple[int, ...], channels_last: bool, features: int = 512,
+                 precision: str = "float32"):
         super().__init__()
         self.channels_last = channels_last
+        self.precision = precision
         c = shape[-1] if channels_last else shape[0]
         self.convs = nn.Sequential(
             nn.Conv2d(c, 32, 8, stride=4), nn.ReLU(),
@@ -117,6 +121,9 @@ class NatureCNN(nn.Module):
         # (…, C, H, W) with channels-last strides: oneDNN's convolutions on the CPU run
         # ≈1.4× faster on them (benchmarks/atari_speed.py); the arithmetic is the same
         x = (obs.float() / 255.0).movedim(-1, -3)
+        if self.precision == "bfloat16":
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return self.dense(self.convs(x)).float()
         return self.dense(self.convs(x))
 
 
@@ -126,14 +133,15 @@ class MultiInputBody(nn.Module):
     ``CombinedExtractor``: NatureCNN (256 features) for image entries when ``cnn``, the
     one-hot code for Discrete ones, the flattened values for the rest."""
 
-    def __init__(self, layout: ObsLayout, cnn: bool = True):
+    def __init__(self, layout: ObsLayout, cnn: bool = True, precision: str = "float32"):
         super().__init__()
         self.fields, encoders, width = [], [], 0
         for f in layout.fields:
             kind = f.kind if (f.kind != "image" or cnn) else "flat"
             if kind == "image":
                 shape = tuple(f.space.shape)
-                enc: nn.Module = NatureCNN(shape, channels_last=shape[-1] <= 4, features=256)
+                enc: nn.Module = NatureCNN(shape, channels_last=shape[-1] <= 4, features=256,
+                                           precision=precision)
                 width += enc.out_features
             elif kind == "discrete":
                 enc = OneHot(int(f.space.n), int(f.space.start))
@@ -237,7 +245,7 @@ class ActorCritic(nn.Module):
                  hidden_sizes=(64, 64), activation: str = "tanh", with_value: bool = True,
                  shared: bool = False, ortho_init: bool = True,
                  bounds: ActionBounds | None = None, log_std_init: float = 0.0,
-                 state_dependent_std: bool = False):
+                 state_dependent_std: bool = False, cnn_precision: str = "float32"):
         super().__init__()
         discrete_obs = isinstance(obs_space, gym.spaces.Discrete)
         layout = ObsLayout(obs_space)
@@ -252,6 +260,10 @@ class ActorCritic(nn.Module):
                               f"H×W×C or C×H×W, at least 36×36, or a Dict/Tuple with one); "
                               f"this environment observes {obs_space} (use policy.kind=mlp "
                               "or auto).")
+        if cnn_precision != "float32" and not (kind == "cnn" and has_image):
+            raise ConfigError(f"policy.cnn_precision={cnn_precision} sets the precision of the "
+                              f"cnn body's layers; this policy has none (policy.kind={kind}). "
+                              "Use policy.cnn_precision=float32, or policy.kind=cnn on images.")
         self.kind, self.with_value = kind, with_value
         self.shared = shared and with_value and (kind == "cnn" or bool(hidden_sizes))
         continuous = isinstance(act_space, gym.spaces.Box)
@@ -269,11 +281,12 @@ class ActorCritic(nn.Module):
             if kind == "tabular":
                 return StateIndex(int(obs_space.n), int(obs_space.start)), int(obs_space.n)
             if kind == "cnn" and not composite:
-                net = NatureCNN(obs_space.shape, channels_last=obs_space.shape[-1] <= 4)
+                net = NatureCNN(obs_space.shape, channels_last=obs_space.shape[-1] <= 4,
+                                precision=cnn_precision)
                 return net, net.out_features
             layers: list[nn.Module] = []
             if composite:  # one encoder per entry (CNN for images unless kind=mlp)
-                layers.append(MultiInputBody(layout, cnn=kind == "cnn"))
+                layers.append(MultiInputBody(layout, cnn=kind == "cnn", precision=cnn_precision))
                 width = layers[-1].out_features
             elif discrete_obs:
                 width = int(obs_space.n)
@@ -405,6 +418,11 @@ def build_policy(policy_cfg, obs_space: gym.Space, act_space: gym.Space,
     opt = lambda key, default: getattr(policy_cfg, key, default)  # noqa: E731
     module_path = opt("module", None)
     if module_path:
+        if opt("cnn_precision", "float32") != "float32":
+            raise ConfigError(f"policy.cnn_precision={policy_cfg.cnn_precision} sets the "
+                              f"precision of pgrun's cnn body; policy.module={module_path} is "
+                              "your own module (use torch.autocast inside it instead). Use "
+                              "policy.cnn_precision=float32.")
         from pgrun.user_policy import build_user_policy
         return build_user_policy(module_path, dict(opt("kwargs", {}) or {}), obs_space,
                                  act_space, with_value)
@@ -419,6 +437,7 @@ def build_policy(policy_cfg, obs_space: gym.Space, act_space: gym.Space,
         bounds=action_bounds(policy_cfg, act_space),
         log_std_init=float(opt("log_std_init", 0.0)),
         state_dependent_std=bool(opt("state_dependent_std", False)),
+        cnn_precision=opt("cnn_precision", "float32"),
     )
 
 

@@ -85,6 +85,57 @@ def test_the_convolutions_get_channels_last_images_and_compute_the_same(shape):
     assert all(layouts[1::3]) and all(layouts[2::3])
 
 
+def test_a_bfloat16_body_computes_in_bfloat16_and_hands_float32_on():
+    """policy.cnn_precision=bfloat16: the layers' outputs are bfloat16 (so their products
+    ran in it), the features, parameters and gradients float32 and within bfloat16's
+    rounding of the float32 body's; so are K seeds' stacked bodies."""
+    from pgrun.stack import SeedStack
+
+    torch.manual_seed(0)
+    space = gym.spaces.Box(0, 255, (40, 40, 4), np.uint8)
+    exact = ActorCritic(space, gym.spaces.Discrete(3), kind="cnn")
+    fast = ActorCritic(space, gym.spaces.Discrete(3), kind="cnn", cnn_precision="bfloat16")
+    fast.load_state_dict(exact.state_dict())
+    dtypes = []
+    for m in fast.pi_body.modules():
+        if isinstance(m, torch.nn.Conv2d | torch.nn.Linear):
+            m.register_forward_hook(lambda _m, _a, out: dtypes.append(out.dtype))
+    obs = torch.randint(0, 256, (32, 40, 40, 4), dtype=torch.uint8)
+    f32, b16 = exact.pi_body(obs), fast.pi_body(obs)
+    assert dtypes == [torch.bfloat16] * 4 and b16.dtype == torch.float32
+    rel = ((b16 - f32).norm() / f32.norm()).item()
+    assert 1e-4 < rel < 0.02  # not float32's numbers, but within bfloat16's 8-bit mantissa
+    grads = []
+    for policy in (exact, fast):
+        dist, value = policy(obs)
+        (-dist.log_prob(torch.zeros(32, dtype=torch.long)).mean() + value.square().mean()).backward()
+        assert all(p.grad.dtype == torch.float32 for p in policy.parameters())
+        grads.append(torch.cat([p.grad.flatten() for p in policy.parameters()]))
+    assert ((grads[1] - grads[0]).norm() / grads[0].norm()).item() < 0.03
+    twin = ActorCritic(space, gym.spaces.Discrete(3), kind="cnn", cnn_precision="bfloat16")
+    stack, pair = SeedStack([fast, twin]), torch.stack([obs[:8], obs[8:16]])
+    dist, _ = stack(pair)
+    torch.testing.assert_close(dist.log_p, torch.stack([fast(obs[:8])[0].log_p,
+                                                        twin(obs[8:16])[0].log_p]),
+                               rtol=0.02, atol=0.02)
+
+
+def test_bfloat16_is_for_the_cnn_body_and_learns_the_image_env(cli, tmp_path):
+    out = cli("train", *IMAGE_RUN, "policy.cnn_precision=bfloat16", "total_steps=1024",
+              f"hydra.run.dir={tmp_path / 'run'}")
+    assert out.returncode == 0, out.stderr
+    evals = (tmp_path / "run" / "eval.csv").read_text().splitlines()[1:]
+    assert float(evals[-1].split(",")[1]) == 4.0  # every image answered right, as float32
+    for bad, message in [("policy.cnn_precision=float16", "must be one of float32, bfloat16"),
+                         ("policy.cnn_precision=bfloat16", "this policy has none (policy.kind=mlp)")]:
+        refused = cli("train", bad, "total_steps=64", f"hydra.run.dir={tmp_path / 'no'}")
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr and not (tmp_path / "no").exists()
+    mine = cli("train", "policy.module=tests.user_nets:TinyNet", "policy.cnn_precision=bfloat16",
+               "total_steps=64", f"hydra.run.dir={tmp_path / 'no'}")
+    assert mine.returncode == 2 and "torch.autocast inside it" in mine.stderr, mine.stderr
+
+
 def test_mlp_on_images_flattens_them_when_asked():
     cfg = compose_config("policy.kind=mlp")
     env = LeftRight()
