@@ -10,6 +10,8 @@
 #   benchmarks/mujoco_results.sh report              # the report only
 #   ALGO=trpo benchmarks/mujoco_results.sh hopper    # TRPO (conf/hparams/trpo_mujoco.yaml: RL
 #                                                    # Zoo's settings) beside PPO in the report
+#   ALGO=vpg benchmarks/mujoco_results.sh hopper     # VPG (conf/hparams/vpg_mujoco.yaml: Spinning
+#                                                    # Up's settings), likewise
 # Runs go to $OUT (default outputs/results-mujoco). A sweep killed part-way continues from each
 # seed's checkpoint when the same command runs again (resume=auto); complete seeds are skipped.
 set -euo pipefail

@@ -1,5 +1,5 @@
-"""The MuJoCo presets (conf/env/*-v5.yaml with conf/hparams/ppo_mujoco.yaml and
-trpo_mujoco.yaml), a short run on Hopper-v5 when the mujoco extra is installed, and the
+"""The MuJoCo presets (conf/env/*-v5.yaml with conf/hparams/ppo_mujoco.yaml,
+trpo_mujoco.yaml and vpg_mujoco.yaml), a short run on Hopper-v5 when the mujoco extra is installed, and the
 error without it."""
 
 from __future__ import annotations
@@ -45,6 +45,19 @@ def test_trpo_presets_compose_with_rl_zoo_settings(env):
     assert (cfg.algo.gamma, cfg.algo.gae_lambda) == (0.99, 0.95)
     assert cfg.normalize.obs and cfg.normalize.reward and cfg.policy.action_bounds == "clip"
     assert cfg.total_steps == (2_000_000 if env == "Humanoid-v5" else 1_000_000)
+
+
+@pytest.mark.parametrize("env", MUJOCO_ENVS)
+def test_vpg_presets_compose_with_spinning_up_settings(env):
+    cfg = compose_config("algo=vpg", f"env={env}")
+    validate(cfg)
+    assert (cfg.env.num_envs, cfg.algo.num_steps, cfg.algo.gamma, cfg.algo.gae_lambda) == \
+        (1, 4000, 0.99, 0.97)
+    assert (cfg.algo.lr, cfg.algo.vf_lr, cfg.algo.vf_iters, cfg.algo.vf_minibatches) == \
+        (3e-4, 1e-3, 80, 1)
+    assert list(cfg.policy.hidden_sizes) == [64, 32] and cfg.policy.log_std_init == -0.5
+    assert not cfg.policy.ortho_init and not cfg.normalize.obs and not cfg.normalize.reward
+    assert cfg.total_steps == 1_000_000
 
 
 def test_missing_mujoco_names_the_extra(tmp_path, monkeypatch):
