@@ -340,8 +340,11 @@ class SeedBatch:
         return self.last_batches
 
     def _loop(self) -> None:
-        for r in self.runs:
+        for k, r in enumerate(self.runs):
             r.log_start()
+            if r.stopped_before_start():
+                self.results[k] = r._interrupted(r.stop_reason(), save=False)
+                self.live[k] = False
         while self.live.any():
             self._evaluate([k for k in np.flatnonzero(self.live) if self.runs[k].eval_due()])
             t0 = time.perf_counter()

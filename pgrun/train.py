@@ -298,6 +298,8 @@ class _Run:
 
     def _loop(self) -> dict:
         self.log_start()
+        if self.stopped_before_start():
+            return self._interrupted(self.stop_reason(), save=False)
         while self.state["step"] < self.total:
             self.eval_if_due()
             with self.watch.time("rollout"):
@@ -313,6 +315,21 @@ class _Run:
     # The loop's steps, shared with seed-batched runs (``batched.py``).
     def log_start(self) -> None:
         self.log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
+
+    def stop_reason(self) -> str | None:
+        """Why the run stops before another update (a signal, or
+        ``checkpoint.stop_after_updates`` reached), else None."""
+        if self.stop.requested:
+            return self.stop.reason
+        stop_after = self.cfg.checkpoint.stop_after_updates
+        if stop_after is not None and self.state["update"] >= stop_after:
+            return f"checkpoint.stop_after_updates={stop_after}"
+        return None
+
+    def stopped_before_start(self) -> bool:
+        """A resumed run already at ``checkpoint.stop_after_updates`` (the same command run
+        again) takes no further update: it stops as it is, its checkpoint untouched."""
+        return self.state["step"] < self.total and self.stop_reason() is not None
 
     def eval_if_due(self) -> None:
         if self.eval_due():
@@ -347,10 +364,9 @@ class _Run:
             self.progress.update(st["step"], sps, ret_mean)
         if st["step"] >= self.total:
             return None
-        stop_after = cfg.checkpoint.stop_after_updates
-        if self.stop.requested or (stop_after is not None and st["update"] >= stop_after):
-            return self._interrupted(self.stop.reason if self.stop.requested
-                                     else f"checkpoint.stop_after_updates={stop_after}")
+        reason = self.stop_reason()
+        if reason is not None:
+            return self._interrupted(reason)
         every = cfg.checkpoint.every
         if every and st["update"] % every == 0:
             with watch.time("checkpoint"):
@@ -435,8 +451,9 @@ class _Run:
         })
         self.last_checkpoint = {"update": st["update"], "step": st["step"]}
 
-    def _interrupted(self, reason: str) -> dict:
-        self._save_checkpoint(complete=False)
+    def _interrupted(self, reason: str, save: bool = True) -> dict:
+        if save:
+            self._save_checkpoint(complete=False)
         summary = self._summary(INTERRUPTED, stop_reason=reason)
         where = (f"checkpoint at update {self.state['update']} (step {self.state['step']}) in "
                  f"{self.run_dir / CHECKPOINT}" if self.cfg.checkpoint.enabled

@@ -166,6 +166,9 @@ def test_a_stopped_batch_resumes_each_seed_from_its_checkpoint(tmp_path):
     whole, whole_dirs = _batched(tmp_path, [0, 1], *SMALL, name="whole")
     first, dirs = _batched(tmp_path, [0, 1], *SMALL, "checkpoint.stop_after_updates=3")
     assert [r["status"] for r in first] == ["interrupted"] * 2
+    same, dirs = _batched(tmp_path, [0, 1], *SMALL, "checkpoint.stop_after_updates=3")
+    assert [r["checkpoint"]["update"] for r in same] == [3, 3]  # the same command: no update
+    assert [len(_metrics(d)) for d in dirs] == [3, 3]
     shutil.copytree(dirs[1], tmp_path / "alone1")
     again, dirs = _batched(tmp_path, [0, 1], *SMALL)
     assert [r["status"] for r in again] == ["complete"] * 2

@@ -68,6 +68,21 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
     assert second["final_eval_return"] == _summary(whole)["final_eval_return"]
 
 
+def test_the_same_stopped_command_again_takes_no_update(tmp_path):
+    """A run stopped by checkpoint.stop_after_updates, started again by the same command,
+    stays where it stopped: no update, its checkpoint and metrics.csv byte for byte; a
+    larger limit continues it."""
+    stopping = [*SMALL, "checkpoint.stop_after_updates=3"]
+    train(compose_config(*stopping), tmp_path)
+    files = {name: (tmp_path / name).read_bytes() for name in ("checkpoint.pt", "metrics.csv")}
+    again = train(compose_config(*stopping), tmp_path)
+    assert again["status"] == "interrupted" and again["checkpoint"]["update"] == 3
+    assert again["stop_reason"] == "checkpoint.stop_after_updates=3"
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+    more = train(compose_config(*SMALL, "checkpoint.stop_after_updates=4"), tmp_path)
+    assert more["checkpoint"]["update"] == 4 and len(pd.read_csv(tmp_path / "metrics.csv")) == 4
+
+
 def test_env_without_saved_state_restarts_episodes_and_says_so(tmp_path):
     common = [*SMALL, "env.vectorization=sync", "checkpoint.every=2"]
     train(compose_config(*common, "checkpoint.stop_after_updates=4"), tmp_path)
