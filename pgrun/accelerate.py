@@ -221,6 +221,8 @@ class Accelerator:
         head = policy.head  # acting in NumPy too (``act``) for a Gaussian with a free log σ
         self.log_std = (head.log_std if type(head) is GaussianHead and not head.state_dependent_std
                         and (head.bounds is None or head.bounds.mode == "clip") else None)
+        self._log_std_now = None if self.log_std is None else self.log_std.detach().numpy()
+        self._sigma_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def supports(policy: nn.Module) -> bool:
@@ -283,13 +285,23 @@ class Accelerator:
         if self.log_std is None:
             return None
         mean, v, _ = self.forward(obs, "pi" if self.v is None else "both")
-        log_std = self.log_std.detach().expand(mean.shape)
-        std, inv_std = log_std.exp().numpy(), (-log_std).exp().numpy()
+        log_std, std, inv_std = self._sigma()
         actions = mean + std * rng.standard_normal(mean.shape, dtype=np.float32)
         z = (actions - mean) * inv_std
-        terms = -0.5 * (z * z) - log_std.numpy() - LOG_SQRT_2PI
+        terms = -0.5 * (z * z) - log_std - LOG_SQRT_2PI
         logp = torch.from_numpy(terms).sum(-1).numpy()  # torch's summation order
         return actions, logp, None if v is None else v[..., 0].copy()
+
+    def _sigma(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(log σ, σ, 1/σ) as NumPy arrays, σ and 1/σ by torch's exp as ``DiagGaussian``
+        computes them; recomputed only when log σ has changed (an update), which a
+        comparison of the last values with a NumPy view of the parameter tells."""
+        cached = self._sigma_cache
+        if cached is None or not np.array_equal(cached[0], self._log_std_now):
+            log_std = self.log_std.detach().clone()
+            cached = (log_std.numpy(), log_std.exp().numpy(), (-log_std).exp().numpy())
+            self._sigma_cache = cached
+        return cached
 
     # -- what ActorCritic calls
     def outputs(self, obs: torch.Tensor):

@@ -191,6 +191,9 @@ def test_accelerated_acting_is_the_distributions_bit_for_bit(act_dim, n):
         policy.accelerator.log_std = log_std
         for a, b in zip(fast, plain, strict=True):
             assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        if k % 10 == 9:  # an update moves log σ in place: acting follows it (σ is cached)
+            with torch.no_grad():
+                policy.head.log_std.add_(0.1)
     for head in ("gauss-tanh", "gauss-state-std", "categorical"):
         other = build(PPO, head, "mlp-tanh")
         attach(other)
