@@ -611,6 +611,22 @@ def test_result_neutral_keys_never_split_groups_and_torch_threads_does(tmp_path,
     assert summary_of(out).seeds.to_dict() == {"torch_threads=1": 2, "torch_threads=2": 2}
 
 
+def test_a_key_added_after_a_run_was_made_does_not_split_its_group(tmp_path, capsys):
+    """A run made before pgrun had policy.cnn_precision and algo.vf_minibatches lacks both;
+    they mean their defaults, so it groups with a run that has them at the defaults, and
+    apart from one that set another value."""
+    make_run(tmp_path / "old", algo="vpg", seed=0, evals=curve(1, 5))
+    make_run(tmp_path / "new", algo="vpg", seed=1, evals=curve(1, 5),
+             policy__cnn_precision="float32", algo__vf_minibatches=1)
+    out = tmp_path / "out"
+    assert compare(capsys, tmp_path, "--out", out)[0] == 0
+    assert summary_of(out).seeds.to_dict() == {"algo=vpg": 2}
+    make_run(tmp_path / "other", algo="vpg", seed=2, evals=curve(1, 5), algo__vf_minibatches=4)
+    assert compare(capsys, tmp_path, "--out", out)[0] == 0
+    assert summary_of(out).seeds.to_dict() == {"algo.vf_minibatches=1": 2,
+                                               "algo.vf_minibatches=4": 1}
+
+
 def test_runkeys_is_the_one_list():
     from pgrun import runkeys
     from pgrun.compare import group

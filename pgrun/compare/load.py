@@ -264,7 +264,31 @@ def load_runs(paths: list[Path], exclude: list[Path] = ()) -> tuple[list[Run], l
         results = list(pool.map(_try_read, dirs))
     runs = [r for r in results if isinstance(r, Run)]
     skipped += [(d, r) for d, r in zip(dirs, results, strict=True) if isinstance(r, str)]
+    fill_added_keys(runs)
     return runs, skipped
+
+
+def fill_added_keys(runs: list[Run]) -> None:
+    """A key added to pgrun after a run was made is absent from that run's config and
+    means the schema's default (as ``runfolder.config_identity`` reads it, for resuming):
+    give it that value where other runs have the key, so runs made before and after the
+    key was added group together. Keys the schema does not know (another algorithm's, a
+    user's ``+key``) stay absent, as does a default mapping whose entries the run sets."""
+    keys = set().union(*(run.config for run in runs)) if runs else set()
+    defaults_of: dict[Any, dict[str, Any]] = {}
+    for run in runs:
+        missing = keys - run.config.keys()
+        if not missing:
+            continue
+        algo = run.config.get("algo.name")
+        if algo not in defaults_of:
+            from pgrun.config import schema_defaults  # the algorithms' Configs: torch, once
+
+            defaults_of[algo] = configdata.flatten(schema_defaults({"algo": {"name": algo}}))
+        defaults = defaults_of[algo]
+        for key in missing & defaults.keys():
+            if not any(k.startswith(key + ".") for k in run.config):
+                run.config[key] = defaults[key]
 
 
 def _try_read(path: Path) -> Run | str:
