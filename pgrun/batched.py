@@ -342,9 +342,9 @@ class SeedBatch:
     def _loop(self) -> None:
         for k, r in enumerate(self.runs):
             r.log_start()
-            if r.stopped_before_start():
-                self.results[k] = r._interrupted(r.stop_reason(), save=False)
-                self.live[k] = False
+            stopped = r.stop_before_start()
+            if stopped is not None:
+                self.results[k], self.live[k] = stopped, False
         while self.live.any():
             self._evaluate([k for k in np.flatnonzero(self.live) if self.runs[k].eval_due()])
             t0 = time.perf_counter()

@@ -298,8 +298,9 @@ class _Run:
 
     def _loop(self) -> dict:
         self.log_start()
-        if self.stopped_before_start():
-            return self._interrupted(self.stop_reason(), save=False)
+        stopped = self.stop_before_start()
+        if stopped is not None:
+            return stopped
         while self.state["step"] < self.total:
             self.eval_if_due()
             with self.watch.time("rollout"):
@@ -316,20 +317,20 @@ class _Run:
     def log_start(self) -> None:
         self.log.info("%s: %d steps, run folder %s", self.title, self.total, self.run_dir)
 
-    def stop_reason(self) -> str | None:
-        """Why the run stops before another update (a signal, or
-        ``checkpoint.stop_after_updates`` reached), else None."""
-        if self.stop.requested:
-            return self.stop.reason
-        stop_after = self.cfg.checkpoint.stop_after_updates
-        if stop_after is not None and self.state["update"] >= stop_after:
-            return f"checkpoint.stop_after_updates={stop_after}"
-        return None
+    def _limit_reached(self) -> str | None:
+        """``checkpoint.stop_after_updates=N`` once the run has made N updates, else None."""
+        n = self.cfg.checkpoint.stop_after_updates
+        return f"checkpoint.stop_after_updates={n}" if n is not None and \
+            self.state["update"] >= n else None
 
-    def stopped_before_start(self) -> bool:
+    def stop_before_start(self) -> dict | None:
         """A resumed run already at ``checkpoint.stop_after_updates`` (the same command run
-        again) takes no further update: it stops as it is, its checkpoint untouched."""
-        return self.state["step"] < self.total and self.stop_reason() is not None
+        again) takes no further update: it stops as it is, its checkpoint untouched, and
+        this is its summary; else None."""
+        reason = self._limit_reached()  # N ≥ 1, so only after resuming a checkpoint
+        if reason is not None and self.state["step"] < self.total:
+            return self._interrupted(reason, save=False)
+        return None
 
     def eval_if_due(self) -> None:
         if self.eval_due():
@@ -364,7 +365,7 @@ class _Run:
             self.progress.update(st["step"], sps, ret_mean)
         if st["step"] >= self.total:
             return None
-        reason = self.stop_reason()
+        reason = self.stop.reason if self.stop.requested else self._limit_reached()
         if reason is not None:
             return self._interrupted(reason)
         every = cfg.checkpoint.every
