@@ -95,7 +95,8 @@ class NatureCNN(nn.Module):
     conv 64×4×4 stride 2, conv 64×3×3 stride 1, dense 512, ReLU after each. ``channels_last``:
     the observations are H×W×C (permuted to C×H×W inside). ``precision="bfloat16"``: the
     layers compute in bfloat16 under ``torch.autocast`` (weights, their gradients and the
-    features returned stay float32; a Pong run 1.49× faster on CPUs with AVX512-BF16, benchmarks/atari_speed.py)."""
+    features returned stay float32); Pong trains 1.49× faster so on CPUs with AVX512-BF16
+    (``benchmarks/atari_speed.py``)."""
 
     def __init__(self, shape: tuple[int, ...], channels_last: bool, features: int = 512,
                  precision: str = "float32"):
@@ -260,7 +261,7 @@ class ActorCritic(nn.Module):
                               f"H×W×C or C×H×W, at least 36×36, or a Dict/Tuple with one); "
                               f"this environment observes {obs_space} (use policy.kind=mlp "
                               "or auto).")
-        if cnn_precision != "float32" and not (kind == "cnn" and has_image):
+        if cnn_precision != "float32" and kind != "cnn":
             raise ConfigError(f"policy.cnn_precision={cnn_precision} sets the precision of the "
                               f"cnn body's layers; this policy has none (policy.kind={kind}). "
                               "Use policy.cnn_precision=float32, or policy.kind=cnn on images.")

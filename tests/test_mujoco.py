@@ -1,6 +1,6 @@
 """The MuJoCo presets (conf/env/*-v5.yaml with conf/hparams/ppo_mujoco.yaml,
-trpo_mujoco.yaml and vpg_mujoco.yaml), a short run on Hopper-v5 when the mujoco extra is installed, and the
-error without it."""
+trpo_mujoco.yaml and vpg_mujoco.yaml), a short run on Hopper-v5 when the mujoco extra is
+installed, and the error without it."""
 
 from __future__ import annotations
 
