@@ -44,12 +44,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE = ["env.vectorization=vector_entry_point", "env.wrappers=[]",
-          "env.kwargs={repeat_action_probability: 0.25, reward_clipping: false, "
-          "use_fire_reset: false}"]
-"""ALE's own C++ vector env (``ale_py.vector_env.AtariVectorEnv``, threads, preprocessing
-inside: 84×84 grey, frame skip 4 with max-pooling, 30 no-ops, 4 stacked frames) in place
-of the preset's gymnasium wrappers, with v5's sticky actions and unclipped rewards."""
+NATIVE = ["vector=ale", "env.kwargs.num_threads=1"]
+"""ALE's own C++ vector env in place of the preset's gymnasium wrappers (conf/vector/ale.yaml),
+with one worker thread, so that its envs step on one core as the other runners' do (ALE's
+default, a thread per core, also takes the second core)."""
 MODES = {"sync": ["env.vectorization=sync"], "async": ["env.vectorization=async"],
          "native": NATIVE,
          "bf16": ["env.vectorization=sync", "policy.cnn_precision=bfloat16"]}

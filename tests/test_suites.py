@@ -282,3 +282,46 @@ def test_real_atari_preset_makes_stacked_frames_for_the_cnn():
     assert resolve_kind("auto", envs.single_observation_space) == "cnn"
     assert envs.reset(seed=0)[0].shape == (2, 4, 84, 84)
     envs.close()
+
+
+def test_vector_ale_swaps_the_wrappers_for_ales_own_preprocessing():
+    from tests.conftest import compose_config
+
+    plain, ale = compose_config("env=Pong-v5"), compose_config("env=Pong-v5", "vector=ale")
+    assert plain.env.vectorization == "sync" and len(plain.env.wrappers) == 2
+    assert ale.env.vectorization == "vector_entry_point" and list(ale.env.wrappers) == []
+    assert ale.env.kwargs.frameskip == 4  # ALE skips frames itself; the preset's 1 is gone
+    assert (ale.env.kwargs.reward_clipping, ale.env.kwargs.use_fire_reset) == (False, False)
+    for key in ("id", "num_envs", "life_loss_terminal", "reward_threshold"):
+        assert ale.env[key] == plain.env[key]
+    assert ale.normalize == plain.normalize and ale.algo == plain.algo
+
+
+@pytest.mark.slow
+def test_real_ale_vector_env_plays_as_the_preset_wrappers():
+    """The same actions give the same rewards and ends through both, and frames that differ
+    only where the two resizes round differently (no no-ops, no sticky actions: no chance)."""
+    pytest.importorskip("ale_py")
+    pytest.importorskip("cv2")
+    from tests.conftest import compose_config
+
+    same = ("env.kwargs.repeat_action_probability=0.0",)
+    wrapped = compose_config("env=Pong-v5", "+" + same[0], "env.wrappers.0.noop_max=0")
+    native = compose_config("env=Pong-v5", "vector=ale", *same, "env.kwargs.noop_max=0")
+    a, b = make_vec_env(wrapped.env, 2), make_vec_env(native.env, 2)
+    assert a.single_observation_space == b.single_observation_space
+    oa, ob = a.reset(seed=0)[0], b.reset(seed=0)[0]
+    rng = np.random.default_rng(0)
+    differing, rewards = [], 0.0
+    for _ in range(300):
+        act = rng.integers(a.single_action_space.n, size=2)
+        oa, ra, ta, _, _ = a.step(act)
+        ob, rb, tb, _, _ = b.step(act)
+        np.testing.assert_array_equal(ra, rb)
+        np.testing.assert_array_equal(ta, tb)
+        differing.append(np.mean(oa != ob))
+        rewards += np.abs(ra).sum()
+    a.close()
+    b.close()
+    assert rewards > 0  # points were scored, so the comparison saw the game move
+    assert np.mean(differing) < 0.01
