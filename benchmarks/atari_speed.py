@@ -13,8 +13,9 @@ alternated within each repetition so that a change in the machine's load hits al
    ``--only ... random-native``, ALE's own vector env in place of the wrappers (``NATIVE``);
 2. ``pgrun``: ``pgrun train`` with the preset's PPO hparams (CleanRL's ppo_atari settings)
    for ``--train-steps`` steps, sync and async (and ``pgrun-native``; ``pgrun-bf16``: sync
-   with ``policy.cnn_precision=bfloat16``), no evaluation or checkpoint; steps/s is
-   pgrun's own (metrics.csv's last ``sps``: steps over training time, setup left out);
+   with ``policy.cnn_precision=bfloat16``; ``pgrun-native-bf16``: both), no evaluation or
+   checkpoint; steps/s is pgrun's own (metrics.csv's last ``sps``: steps over training
+   time, setup left out);
 3. ``cleanrl``: CleanRL's ``cleanrl/ppo_atari.py`` as published (read from a git mirror of
    vwxyzjn/cleanrl, run from a temporary folder with its ``cleanrl_utils``), in its own
    venv (``--cleanrl-python``; it needs gymnasium 0.29's API: gymnasium==0.29.1,
@@ -50,7 +51,8 @@ with one worker thread, so that its envs step on one core as the other runners' 
 default, a thread per core, also takes the second core)."""
 MODES = {"sync": ["env.vectorization=sync"], "async": ["env.vectorization=async"],
          "native": NATIVE,
-         "bf16": ["env.vectorization=sync", "policy.cnn_precision=bfloat16"]}
+         "bf16": ["env.vectorization=sync", "policy.cnn_precision=bfloat16"],
+         "native-bf16": [*NATIVE, "policy.cnn_precision=bfloat16"]}
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 RANDOM_CHILD = """
@@ -156,7 +158,8 @@ def main() -> None:
     p.add_argument("--cleanrl-env", default="PongNoFrameskip-v4")
     p.add_argument("--only", nargs="*", default=None,
                    help="runners to measure (random-sync random-async pgrun-sync pgrun-async "
-                        "random-native pgrun-native pgrun-bf16 cleanrl; default: all but the "
+                        "random-native pgrun-native pgrun-bf16 pgrun-native-bf16 cleanrl; "
+                        "default: all but the "
                         "native and bf16 ones)")
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "atari_speed"))
     args = p.parse_args()
@@ -169,6 +172,7 @@ def main() -> None:
         "random-native": lambda: run_random(args, "native"),
         "pgrun-native": lambda: run_pgrun(args, "native"),
         "pgrun-bf16": lambda: run_pgrun(args, "bf16"),
+        "pgrun-native-bf16": lambda: run_pgrun(args, "native-bf16"),
         "cleanrl": lambda: run_cleanrl(args),
     }
     if args.no_cleanrl:
@@ -215,7 +219,7 @@ def main() -> None:
                  ("random-native", "random-sync"), ("pgrun-native", "pgrun-sync"),
                  ("pgrun-sync", "cleanrl"), ("pgrun-async", "cleanrl"),
                  ("pgrun-native", "cleanrl"), ("pgrun-bf16", "pgrun-sync"),
-                 ("pgrun-bf16", "cleanrl")):
+                 ("pgrun-bf16", "cleanrl"), ("pgrun-native-bf16", "cleanrl")):
         if a in med and b in med:
             lines.append(f"- {a} / {b}: {med[a] / med[b]:.2f}×")
     (out / "atari_speed.md").write_text("\n".join(lines) + "\n")
