@@ -95,7 +95,7 @@ class NatureCNN(nn.Module):
     conv 64×4×4 stride 2, conv 64×3×3 stride 1, dense 512, ReLU after each. ``channels_last``:
     the observations are H×W×C (permuted to C×H×W inside). ``precision="bfloat16"``: the
     layers compute in bfloat16 under ``torch.autocast`` (weights, their gradients and the
-    features returned stay float32); Pong trains 1.49× faster so on CPUs with AVX512-BF16
+    features returned stay float32); Pong trains ≈ 1.5× faster so on CPUs with AVX512-BF16
     (``benchmarks/atari_speed.py``)."""
 
     def __init__(self, shape: tuple[int, ...], channels_last: bool, features: int = 512,
