@@ -773,6 +773,25 @@ def test_curve_marks_cut_short_and_few_seed_bands(tmp_path):
     assert len(ax.lines) == 1 and ax.collections[0].get_hatch() is None
 
 
+def test_long_group_labels_stay_inside_the_figure(tmp_path):
+    """A label wider than the panel is wrapped, not cut off at the figure's edges."""
+    from pgrun.compare import plots
+    from pgrun.compare.group import Group
+
+    runs = [make_run_object("CartPole-v1", [(0, 0.0), (100, 5.0), (end, 10.0)])
+            for end in (200, 400)]
+    label = "env.kwargs.repeat_action_probability=0 policy.cnn_precision=bfloat16 " \
+            "total_steps=10000000"
+    fig, (ax,) = plots.panels(1)
+    plots._draw_group(ax, Group("CartPole-v1", label, {}, runs), runs, "eval", "ci", 0, "C0")
+    plots.legend_below(ax, title="band")
+    plots.save(fig, tmp_path / "curves.png", svg=False)
+    box, page = ax.get_legend().get_window_extent(), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts[0].replace("\n", " ").startswith(label) and "\n" in texts[0]
+
+
 def test_aggregate_weighs_every_environment_the_same():
     """2 runs on one env, 4 on another: each env weighs ½ (a run of the first weighs as
     two of the second), not pooled as 6 equal runs."""

@@ -11,6 +11,7 @@ in the legend, which sits below the axes so that no label covers a curve.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,8 @@ GRID_POINTS = 300
 PANELS_PER_ROW = 3
 Y_LABELS = {"eval": "evaluation return", "train": "training return"}
 BAND_NAMES = {"ci": "mean over seeds, 95% bootstrap CI", "std": "mean over seeds ± 1 std"}
+LEGEND_CHARS = 13
+"""Characters of an 8-point legend line per inch of panel width (with room for the key)."""
 
 
 
@@ -62,9 +65,13 @@ def save(fig, path: Path, svg: bool) -> list[Path]:
 
 
 def legend_below(ax, **kwargs) -> None:
-    """The legend under the axes, where it covers no curve."""
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), fontsize=8, title_fontsize=8,
-              frameon=False, ncols=1, **kwargs)
+    """The legend under the axes, where it covers no curve, its entries wrapped to the
+    panel's width (a long group label would otherwise run off the figure's edges)."""
+    handles, labels = ax.get_legend_handles_labels()
+    width = max(20, int(ax.figure.get_figwidth() / ax.get_gridspec().ncols * LEGEND_CHARS))
+    ax.legend(handles, [textwrap.fill(label, width) for label in labels], loc="upper center",
+              bbox_to_anchor=(0.5, -0.18), fontsize=8, title_fontsize=8, frameon=False,
+              ncols=1, **kwargs)
 
 
 def plot_curves(groups: list[Group], result: Comparison, source: str, band: str, seed: int,
