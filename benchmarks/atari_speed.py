@@ -159,8 +159,7 @@ def main() -> None:
     p.add_argument("--only", nargs="*", default=None,
                    help="runners to measure (random-sync random-async pgrun-sync pgrun-async "
                         "random-native pgrun-native pgrun-bf16 pgrun-native-bf16 cleanrl; "
-                        "default: all but the "
-                        "native and bf16 ones)")
+                        "default: all but the native and bf16 ones)")
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "atari_speed"))
     args = p.parse_args()
 
