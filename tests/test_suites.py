@@ -305,9 +305,9 @@ def test_real_ale_vector_env_plays_as_the_preset_wrappers():
     pytest.importorskip("cv2")
     from tests.conftest import compose_config
 
-    same = ("env.kwargs.repeat_action_probability=0.0",)
-    wrapped = compose_config("env=Pong-v5", "+" + same[0], "env.wrappers.0.noop_max=0")
-    native = compose_config("env=Pong-v5", "vector=ale", *same, "env.kwargs.noop_max=0")
+    no_sticky = "env.kwargs.repeat_action_probability=0.0"
+    wrapped = compose_config("env=Pong-v5", f"+{no_sticky}", "env.wrappers.0.noop_max=0")
+    native = compose_config("env=Pong-v5", "vector=ale", no_sticky, "env.kwargs.noop_max=0")
     a, b = make_vec_env(wrapped.env, 2), make_vec_env(native.env, 2)
     assert a.single_observation_space == b.single_observation_space
     oa, ob = a.reset(seed=0)[0], b.reset(seed=0)[0]
