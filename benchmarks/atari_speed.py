@@ -23,7 +23,13 @@ alternated within each repetition so that a change in the machine's load hits al
    opencv, tyro, tensorboard) at the same budget, ``--env-id
    PongNoFrameskip-v4`` (its default kind of env: no sticky actions), ``--no-cuda``,
    ``OMP_NUM_THREADS=1`` as in CleanRL's benchmark/ppo.sh; steps/s is its last printed
-   ``SPS`` (global steps over time since its envs were made).
+   ``SPS`` (global steps over time since its envs were made);
+4. ``sb3``: Stable-Baselines3's PPO (``pip install -c constraints.txt -e '.[atari,bench]'``)
+   at the same settings, as RL Baselines3 Zoo's atari hyperparameters give them (``CnnPolicy``,
+   the Nature CNN; 128 steps, 4 epochs, minibatch 256, lr 2.5e-4 and clip 0.1 both annealed,
+   entropy 0.01), on ``make_atari_env`` (its ``AtariWrapper``: 30 no-ops, frame skip 4, life
+   loss as episode end, FIRE reset, 84×84 grey, rewards clipped) of the same
+   ``--cleanrl-env`` and ``VecFrameStack(4)``; steps/s is steps over ``learn``'s wall time.
 
 Every process runs with one torch/BLAS thread. Writes ``atari_speed.csv`` (every
 measurement, with the 1-minute load average just before it) and ``atari_speed.md``
@@ -77,6 +83,23 @@ for _ in range({steps}):
 dt = time.perf_counter() - t0
 envs.close()
 print(json.dumps({{"sps": {steps} * {n} / dt}}))
+"""
+
+SB3_CHILD = """
+import json, time
+import ale_py, gymnasium, torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_atari_env
+from stable_baselines3.common.vec_env import VecFrameStack
+gymnasium.register_envs(ale_py)
+torch.set_num_threads(1)
+envs = VecFrameStack(make_atari_env({env!r}, n_envs={n}, seed=1), n_stack=4)
+model = PPO("CnnPolicy", envs, n_steps=128, n_epochs=4, batch_size=256,
+            learning_rate=lambda f: f * 2.5e-4, clip_range=lambda f: f * 0.1, ent_coef=0.01,
+            vf_coef=0.5, seed=1, device="cpu", verbose=0)
+t0 = time.perf_counter()
+model.learn(total_timesteps={steps})
+print(json.dumps({{"sps": model.num_timesteps / (time.perf_counter() - t0)}}))
 """
 
 
@@ -144,6 +167,15 @@ def run_cleanrl(args) -> float:
         return float(sps[-1])
 
 
+def run_sb3(args) -> float:
+    code = SB3_CHILD.format(env=args.cleanrl_env, n=args.num_envs, steps=args.train_steps)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **THREADS}, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"SB3 failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["sps"]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--env", default="Pong-v5")
@@ -155,11 +187,11 @@ def main() -> None:
     p.add_argument("--cleanrl-python", default="/work/bench-atari-venv/bin/python")
     p.add_argument("--cleanrl-repo", default="/work/.mirror/vwxyzjn+cleanrl/repo",
                    help="a git directory of vwxyzjn/cleanrl")
-    p.add_argument("--cleanrl-env", default="PongNoFrameskip-v4")
+    p.add_argument("--cleanrl-env", default="PongNoFrameskip-v4", help="CleanRL's and SB3's env")
     p.add_argument("--only", nargs="*", default=None,
                    help="runners to measure (random-sync random-async pgrun-sync pgrun-async "
-                        "random-native pgrun-native pgrun-bf16 pgrun-native-bf16 cleanrl; "
-                        "default: all but the native and bf16 ones)")
+                        "random-native pgrun-native pgrun-bf16 pgrun-native-bf16 cleanrl sb3; "
+                        "default: all but the native, bf16 and sb3 ones)")
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "atari_speed"))
     args = p.parse_args()
 
@@ -173,13 +205,15 @@ def main() -> None:
         "pgrun-bf16": lambda: run_pgrun(args, "bf16"),
         "pgrun-native-bf16": lambda: run_pgrun(args, "native-bf16"),
         "cleanrl": lambda: run_cleanrl(args),
+        "sb3": lambda: run_sb3(args),
     }
     if args.no_cleanrl:
         runners.pop("cleanrl")
     if args.only:
         runners = {k: v for k, v in runners.items() if k in args.only}
     else:
-        runners = {k: v for k, v in runners.items() if "native" not in k and "bf16" not in k}
+        runners = {k: v for k, v in runners.items()
+                   if "native" not in k and "bf16" not in k and k != "sb3"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = uptime()
@@ -218,7 +252,9 @@ def main() -> None:
                  ("random-native", "random-sync"), ("pgrun-native", "pgrun-sync"),
                  ("pgrun-sync", "cleanrl"), ("pgrun-async", "cleanrl"),
                  ("pgrun-native", "cleanrl"), ("pgrun-bf16", "pgrun-sync"),
-                 ("pgrun-bf16", "cleanrl"), ("pgrun-native-bf16", "cleanrl")):
+                 ("pgrun-bf16", "cleanrl"), ("pgrun-native-bf16", "cleanrl"),
+                 ("pgrun-sync", "sb3"), ("pgrun-bf16", "sb3"), ("pgrun-native-bf16", "sb3"),
+                 ("cleanrl", "sb3")):
         if a in med and b in med:
             lines.append(f"- {a} / {b}: {med[a] / med[b]:.2f}×")
     (out / "atari_speed.md").write_text("\n".join(lines) + "\n")
