@@ -132,7 +132,7 @@ ACTIVATION_NAMES = ("tanh", "relu", "elu", "gelu")
 CNN_PRECISIONS = ("float32", "bfloat16")  # policy.cnn_precision (policies.NatureCNN)
 ACTION_BOUNDS = ("clip", "tanh")  # how Gaussian samples reach a Box's bounds (distributions.py)
 POLICY_KINDS = ("auto", "mlp", "tabular", "cnn")
-VECTORIZATION = ("auto", "vector_entry_point", "sync", "async")
+VECTORIZATION = ("auto", "vector_entry_point", "sync", "async", "ale")
 PROGRESS = ("auto", "rich", "plain", "none")
 RESUME = ("auto", True, False)
 

@@ -165,15 +165,19 @@ def _saved_normalizer(ckpt: dict):
 def _video_env(env_cfg, video_dir: Path, name_prefix: str):
     """One env rendering rgb_array frames, every episode recorded, as a 1-env vector env.
     (A single env, not the vectorized one training used: where an env has a native vector
-    version, e.g. CartPole, the same seeds give other start states than without video.)"""
+    version, e.g. CartPole, the same seeds give other start states than without video;
+    ALE's renders no frames, so its game plays through gymnasium's wrappers, ale_vector.py.)"""
     import os
     import warnings
 
     from gymnasium.wrappers import RecordVideo
 
-    from pgrun.envs import make_vec_env
+    from pgrun.envs import make_vec_env, resolve_spec, vectorization_mode
+    from pgrun.envs.ale_vector import is_ale_vector, wrapped_form
 
-    video_dir.mkdir(parents=True, exist_ok=True)
+    spec = resolve_spec(env_cfg)
+    if is_ale_vector(spec) and vectorization_mode(env_cfg) == "vector_entry_point":
+        env_cfg = wrapped_form(env_cfg, spec)
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame renders off-screen, quietly
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -184,8 +188,14 @@ def _video_env(env_cfg, video_dir: Path, name_prefix: str):
             return RecordVideo(env, str(video_dir), episode_trigger=lambda _: True,
                                name_prefix=name_prefix)
 
-    return make_vec_env(env_cfg, 1, vectorization="sync", wrappers=[record],
-                        render_mode="rgb_array")
+    made = not video_dir.exists()
+    try:
+        return make_vec_env(env_cfg, 1, vectorization="sync", wrappers=[record],
+                            render_mode="rgb_array")
+    except ConfigError:
+        if made and video_dir.is_dir() and not any(video_dir.iterdir()):
+            video_dir.rmdir()  # a refusal leaves no trace
+        raise
 
 
 def main(argv: list[str]) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +77,37 @@ def test_video_records_every_episode_into_the_run_folder(run_dir):
     assert len(r["videos"]) == 2
     assert all(p.startswith(str(run_dir / "videos")) and p.endswith(".mp4") for p in r["videos"])
     assert all(Path(p).stat().st_size > 1000 for p in r["videos"])  # frames were written
+
+
+def test_a_refused_video_leaves_no_videos_folder(tmp_path, run_dir, monkeypatch):
+    import pgrun.envs
+    from pgrun.config import ConfigError
+
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("videos"))
+
+    def refuse(*args, **kwargs):
+        raise ConfigError("no env for you")
+
+    monkeypatch.setattr(pgrun.envs, "make_vec_env", refuse)
+    with pytest.raises(ConfigError, match="no env for you"):
+        evalcmd.evaluate_run(copy, episodes=1, video=True)
+    assert not (copy / "videos").exists()
+
+
+@pytest.mark.slow
+def test_video_of_a_vector_ale_run_plays_through_the_wrappers(tmp_path):
+    """ALE's vector env renders no frames: the video plays the preset's wrappers."""
+    for module in ("ale_py", "cv2", "moviepy"):
+        pytest.importorskip(module)
+    train(compose_config("env=Pong-v5", "vector=ale", "env.kwargs.num_threads=1",
+                         "env.num_envs=2", "algo.num_steps=64", "total_steps=128",
+                         "eval.interval=0", "progress=none"), tmp_path)
+    r = evalcmd.evaluate_run(tmp_path, episodes=1, video=True)
+    assert len(r["videos"]) == 1 and Path(r["videos"][0]).stat().st_size > 1000
+    assert -21 <= r["return_mean"] <= 21 and r["length_mean"] > 100  # a whole game
 
 
 def test_eval_without_a_run_dir_is_a_usage_error(cli):

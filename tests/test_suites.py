@@ -5,9 +5,11 @@ the suites are in tests/suite_envs.py)."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+from gymnasium.envs.registration import EnvSpec
 from omegaconf import OmegaConf
 
 from pgrun.cli import unknown_env_presets
@@ -289,12 +291,71 @@ def test_vector_ale_swaps_the_wrappers_for_ales_own_preprocessing():
 
     plain, ale = compose_config("env=Pong-v5"), compose_config("env=Pong-v5", "vector=ale")
     assert plain.env.vectorization == "sync" and len(plain.env.wrappers) == 2
-    assert ale.env.vectorization == "vector_entry_point" and list(ale.env.wrappers) == []
+    assert ale.env.vectorization == "ale" and list(ale.env.wrappers) == []
     assert ale.env.kwargs.frameskip == 4  # ALE skips frames itself; the preset's 1 is gone
     assert (ale.env.kwargs.reward_clipping, ale.env.kwargs.use_fire_reset) == (False, False)
     for key in ("id", "num_envs", "life_loss_terminal", "reward_threshold"):
         assert ale.env[key] == plain.env[key]
     assert ale.normalize == plain.normalize and ale.algo == plain.algo
+
+
+def test_vector_ale_on_an_env_that_is_not_ales_is_refused_naming_it():
+    from tests.conftest import compose_config
+
+    for env in ("env=CartPole-v1", "env=Pendulum-v1"):  # a native vector env of its own; none
+        cfg = compose_config(env, "vector=ale")
+        with pytest.raises(ConfigError, match=r"vector=ale\): env.id='(CartPole|Pendulum)-v1' "
+                                              r"is not one of ALE's Atari ids"):
+            make_vec_env(cfg.env, 2)
+
+
+PONG_SPEC = EnvSpec("ALE/Pong-v5", vector_entry_point="ale_py.vector_env:AtariVectorEnv",
+                   kwargs={"game": "pong", "repeat_action_probability": 0.25,
+                           "full_action_space": False, "frameskip": 4,
+                           "max_num_frames_per_episode": 108000})
+"""ale-py's registration of ALE/Pong-v5 (ale-py 0.12), so these tests need no ale-py."""
+
+
+@pytest.mark.parametrize("sticky", [None, 0.0])
+def test_vector_ale_played_through_the_wrappers_is_the_preset(sticky):
+    """What pgrun eval's videos play for a vector=ale run (ALE's vector env renders no
+    frames): the Atari preset itself, sticky actions as the run had them."""
+    from pgrun.envs.ale_vector import wrapped_form
+    from tests.conftest import compose_config
+
+    extra = [] if sticky is None else [f"env.kwargs.repeat_action_probability={sticky}"]
+    plain = compose_config("env=Pong-v5", *[f"+{o}" for o in extra])
+    wrapped = wrapped_form(compose_config("env=Pong-v5", "vector=ale", *extra).env, PONG_SPEC)
+    assert OmegaConf.to_container(wrapped.wrappers) == OmegaConf.to_container(plain.env.wrappers)
+    assert wrapped.vectorization == plain.env.vectorization == "sync"
+    effective = [{**PONG_SPEC.kwargs, **cfg.kwargs} for cfg in (wrapped, plain.env)]
+    assert effective[0] == effective[1]
+    assert effective[0]["repeat_action_probability"] == (0.25 if sticky is None else sticky)
+    for key in ("id", "num_envs", "max_episode_steps", "life_loss_terminal"):
+        assert wrapped[key] == plain.env[key]
+
+
+@pytest.mark.parametrize(("override", "named"), [
+    ("env.kwargs.reward_clipping=true", "reward_clipping=True"),
+    ("env.kwargs.use_fire_reset=true", "use_fire_reset=True"),
+    ("+env.kwargs.episodic_life=true", "episodic_life=True"),
+    ("+env.kwargs.img_width=96", "img_height=84 with img_width=96"),
+    ("+env.kwargs.obs_typo=1", "obs_typo=1"),
+])
+def test_vector_ale_settings_the_wrappers_cannot_play_are_named(override, named):
+    from pgrun.envs.ale_vector import wrapped_form
+    from tests.conftest import compose_config
+
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        wrapped_form(compose_config("env=Pong-v5", "vector=ale", override).env, PONG_SPEC)
+
+
+def test_a_generic_ale_id_on_its_vector_env_clips_rewards_so_has_no_wrapped_form():
+    from pgrun.envs.ale_vector import wrapped_form
+
+    cfg = OmegaConf.structured(EnvConfig(id="ALE/Pong-v5"))
+    with pytest.raises(ConfigError, match="reward_clipping=True, use_fire_reset=True"):
+        wrapped_form(cfg, PONG_SPEC)  # AtariVectorEnv's defaults
 
 
 @pytest.mark.slow

@@ -29,7 +29,8 @@ env fails with one message before anything trains.
 
 **Vectorization.** gymnasium's native vector implementation (``vector_entry_point``, e.g.
 the NumPy CartPole) where the environment has one; ``SyncVectorEnv`` otherwise
-(``AsyncVectorEnv`` with ``env.vectorization=async``). Every vector env must autoreset on
+(``AsyncVectorEnv`` with ``env.vectorization=async``); ``ale``: the native one, which must be
+ALE's (``vector=ale``). Every vector env must autoreset on
 the *next* step, which ``rollout.py`` handles.
 
 Every user mistake (unknown id, missing module or attribute, a constructor that raises,
@@ -55,6 +56,7 @@ from gymnasium.envs.registration import EnvSpec, load_env_creator
 from gymnasium.vector import AutoresetMode
 
 from pgrun.config import ConfigError
+from pgrun.envs.ale_vector import is_ale_vector
 from pgrun.envs.wrappers import build_wrappers
 from pgrun.obs import ObsLayout, is_composite
 
@@ -333,6 +335,14 @@ def _mode(env_cfg, spec: EnvSpec, what: str, vectorization: str | None = None) -
         native = (spec.vector_entry_point is not None and not wrappers
                   and (not new_limit or _takes_time_limit(spec)))
         return "vector_entry_point" if native else "sync"
+    if mode == "ale":  # vector=ale (conf/vector/ale.yaml)
+        if not is_ale_vector(spec):
+            raise ConfigError(f"env.vectorization=ale (vector=ale): {what} is not one of ALE's "
+                              "Atari ids, whose own vector env (ale_py's AtariVectorEnv) it "
+                              "asks for; use it with an Atari preset (env=Pong-v5, "
+                              "Breakout-v5, BeamRider-v5) or env.id=ALE/<Game>-v5, or drop "
+                              "vector=ale.")
+        mode = "vector_entry_point"
     if mode == "vector_entry_point":
         if spec.vector_entry_point is None:
             raise ConfigError(f"env.vectorization=vector_entry_point: {what} has no native "
