@@ -9,6 +9,7 @@
 #   benchmarks/atari_results.sh                 # seed 0 for one slice, then the report
 #   SEEDS="0 1" SLICE=7200 benchmarks/atari_results.sh
 #   benchmarks/atari_results.sh report          # the report only
+#   REPORT=no SEEDS=2 benchmarks/atari_results.sh   # the runs only: docs/results/atari untouched
 # Runs go to $OUT/ppo_<env><TAG>_s<seed> (default OUT=outputs/results-atari, ENV=Pong-v5).
 # EXTRA adds overrides (a variant: give it its own TAG), e.g. CleanRL's kind of env and
 # learning-rate schedule: no sticky actions (as PongNoFrameskip-v4), lr annealed over 10M
@@ -24,6 +25,7 @@ SEEDS=${SEEDS:-0}
 SLICE=${SLICE:-3600}
 TAG=${TAG:-}
 EXTRA=${EXTRA:-}
+REPORT=${REPORT:-yes}
 
 if [ "${1:-}" != report ]; then
   for seed in $SEEDS; do
@@ -35,5 +37,6 @@ if [ "${1:-}" != report ]; then
     [ $rc -eq 0 ] || [ $rc -eq 124 ] || exit $rc
   done
 fi
+[ "$REPORT" != no ] || exit 0
 $PGRUN compare "$OUT" --include-unfinished --out docs/results/atari
 $PGRUN compare "$OUT" --include-unfinished --curve train --out docs/results/atari/train
