@@ -141,6 +141,21 @@ def test_statistics_match_hand_computed_values(sweep, capsys):
     assert "![learning curves](curves.png)" in report
 
 
+def test_runs_csv_gives_each_runs_own_figures(sweep, capsys):
+    assert compare(capsys, sweep)[0] == 0
+    runs = pd.read_csv(sweep / "compare" / "runs.csv")
+    ppo = runs[runs.group == "algo=ppo"].set_index("seed").sort_index()
+    assert len(runs) == 10 and list(ppo.index) == [0, 1, 2, 3, 4]
+    assert ppo.final.tolist() == [f for _, f in PPO]  # the group's finals, seed by seed
+    # threshold 35: seeds 3 and 4 reach it at steps 200 and 100; the others never
+    assert ppo.steps_to_threshold.isna().tolist() == [True, True, True, False, False]
+    assert ppo.steps_to_threshold[3:].tolist() == [200, 100]
+    assert ppo.auc.tolist() == pytest.approx([(a + 2.5 * f) / 4 for a, f in PPO])
+    assert (ppo.steps == 400).all() and (ppo.budget == 400).all()
+    assert (ppo.status == "complete").all()
+    assert ppo.run[0] == str(sweep / "0_ppo_s0")
+
+
 def test_estimators_against_definitions():
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -455,7 +470,8 @@ def test_suite_profile_and_curves_by_hand():
             scored[env, f"algo={algo}"] = [
                 make_run_object(env, [(0, 0.0), (400, float(v))]) for v in values]
     table = pd.DataFrame([{"env": e, "auc_start": 0.0, "auc_end": 400.0} for e in SUITE])
-    result = Comparison(table, pd.DataFrame(), finals, scored, dict.fromkeys(SUITE, 400.0), [])
+    result = Comparison(table, pd.DataFrame(), finals, scored, dict.fromkeys(SUITE, 400.0), [],
+                        pd.DataFrame())
     given = {e: suite.Reference(r, h, "test") for e, (r, h, _, _) in SUITE.items()}
     out, warnings = suite.aggregate(result, "eval", given, seed=0)
     assert warnings == []

@@ -34,9 +34,9 @@ threshold, the area under the learning curve, wall time and SPS; the probability
 improvement between groups; learning curves. Only complete runs are scored unless
 --include-unfinished. Across two or more environments with reference scores: normalized
 IQM, mean, median and optimality gap, average probability of improvement, performance
-profiles and sample-efficiency curves. Writes report.md, summary.csv, improvement.csv and
-curves.png (and suite.csv, suite_improvement.csv, profile.png, sample_efficiency.png) to
---out."""
+profiles and sample-efficiency curves. Writes report.md, summary.csv, improvement.csv,
+runs.csv (each run's own figures) and curves.png (and suite.csv, suite_improvement.csv,
+profile.png, sample_efficiency.png) to --out."""
 
 EXAMPLES = """examples:
   pgrun compare outputs/sweeps/2026-11-21_10-00-00
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace, argv: list[str], console: Console) -> list[Pat
     out.mkdir(parents=True, exist_ok=True)
     written = plot_curves(groups, result, source, args.band, args.seed, out / "curves.png",
                           args.svg)
-    written += write_tables(out, table, pairs)
+    written += write_tables(out, table, pairs, result.runs)
     section: list[str] = []
     if across is not None:
         figures = plot_suite(across, out / "profile.png", out / "sample_efficiency.png",

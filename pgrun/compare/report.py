@@ -1,5 +1,6 @@
-"""The comparison as text: a rich table in the terminal, ``report.md``, ``summary.csv``
-and ``improvement.csv``. Numbers come from ``summary.py``; this module only formats."""
+"""The comparison as text: a rich table in the terminal, ``report.md``, ``summary.csv``,
+``improvement.csv`` and ``runs.csv``. Numbers come from ``summary.py``; this module only
+formats."""
 
 from __future__ import annotations
 
@@ -121,6 +122,9 @@ def definitions(source: str, last: int, band: str, seed: int) -> list[str]:
         "**Curves**: each seed interpolated linearly on a common step grid up to the group's "
         "shortest run; line = mean over seeds, band = "
         f"{f'{LEVEL} bootstrap CI of the mean' if band == 'ci' else '± 1 std over seeds'}.",
+        "**runs.csv**: each scored run's own figures at B (its final return, the step of "
+        "its first point at or above the threshold, blank if none, its AUC), the run "
+        "folder and its trained steps.",
     ]
 
 
@@ -209,9 +213,11 @@ def markdown(command: str, table: pd.DataFrame, pairs: pd.DataFrame, notes: list
     return "\n".join(parts)
 
 
-def write_tables(out: Path, table: pd.DataFrame, pairs: pd.DataFrame) -> list[Path]:
-    """``summary.csv`` (one row per group and environment) and ``improvement.csv``."""
-    paths = [out / "summary.csv", out / "improvement.csv"]
-    table.to_csv(paths[0], index=False, float_format="%.10g")
-    pairs.to_csv(paths[1], index=False, float_format="%.10g")
+def write_tables(out: Path, table: pd.DataFrame, pairs: pd.DataFrame,
+                 runs: pd.DataFrame) -> list[Path]:
+    """``summary.csv`` (one row per group and environment), ``improvement.csv`` and
+    ``runs.csv`` (one row per scored run)."""
+    paths = [out / "summary.csv", out / "improvement.csv", out / "runs.csv"]
+    for frame, path in zip((table, pairs, runs), paths, strict=True):
+        frame.to_csv(path, index=False, float_format="%.10g")
     return paths

@@ -97,6 +97,7 @@ class Comparison:
     scored: dict[tuple[str, str], list[Run]]  # (env, label) → the runs scored
     budgets: dict[str, float]  # env → the step B its figures are taken at
     warnings: list[str]  # in report order
+    runs: pd.DataFrame  # one row per scored run: its own figures at B
 
 
 def summarize(groups: list[Group], source: str, last: int, seed: int,
@@ -107,7 +108,7 @@ def summarize(groups: list[Group], source: str, last: int, seed: int,
     every scored run on it reached, or ``at_step``: final returns from points at steps
     ≤ B, steps to threshold within B, AUC over [a, B] (a: the latest first point; B the
     earliest last point if ``at_step`` allowed runs up to 5% short of it)."""
-    rows, warnings, budgets, scored_runs = [], [], {}, {}
+    rows, run_rows, warnings, budgets, scored_runs = [], [], [], {}, {}
     finals: dict[tuple[str, str], np.ndarray] = {}
     for env in dict.fromkeys(g.env for g in groups):
         env_groups = [g for g in groups if g.env == env]
@@ -130,6 +131,7 @@ def summarize(groups: list[Group], source: str, last: int, seed: int,
             row = _group_row(group, parts[group.label], source, last, budget, (start, end),
                              seed)
             finals[env, group.label] = row.pop("_finals")
+            run_rows += row.pop("_runs")
             scored_runs[env, group.label] = parts[group.label].scored
             rows.append(row)
             warnings += _group_warnings(group, parts[group.label])
@@ -139,7 +141,7 @@ def summarize(groups: list[Group], source: str, last: int, seed: int,
     table = pd.DataFrame(rows)
     warnings += dropped_rows_warnings([r for g in groups for r in g.runs])
     return Comparison(table, _pairs(table, finals, seed), finals, scored_runs, budgets,
-                      warnings)
+                      warnings, pd.DataFrame(run_rows))
 
 
 def _group_row(group: Group, part: Roles, source: str, last: int, budget: float,
@@ -151,6 +153,12 @@ def _group_row(group: Group, part: Roles, source: str, last: int, budget: float,
     steps = [stats.steps_to_threshold(stats.up_to(c, budget), threshold) for c in full]
     steps += [math.nan] * len(part.failed)  # a failed run did not reach it
     median, kind = stats.censored_median(np.array(steps), budget)
+    aucs = [stats.normalized_auc(c, *auc_span) for c in full]
+    runs = [{"env": group.env, "group": group.label, "seed": r.seed, "run": str(r.path),
+             "status": r.status, "steps": float(c.steps[-1]), "budget": budget,
+             "final": final, "steps_to_threshold": step, "auc": auc}
+            for r, c, final, step, auc in zip(part.scored, full, finals, steps[:len(full)],
+                                              aucs, strict=True)]
     mean, std = stats.mean_std(finals)
     low, high = bootstrap.iqm_ci(finals, stable_seed(seed, "iqm", group.env, group.label))
     last_steps = [float(c.steps[-1]) for c in full] or [math.nan]
@@ -168,12 +176,11 @@ def _group_row(group: Group, part: Roles, source: str, last: int, budget: float,
         "steps_to_threshold": median if threshold is not None else math.nan,
         "steps_to_threshold_kind": kind if threshold is not None else "",
         "reached": int(np.isfinite(steps).sum()), "attempts": len(steps),
-        "auc": float(np.mean([stats.normalized_auc(c, *auc_span) for c in full]))
-        if full else math.nan,
+        "auc": float(np.mean(aucs)) if full else math.nan,
         "auc_start": auc_span[0], "auc_end": auc_span[1],
         "wall_time_s": _median([r.wall_time_s for r in part.scored]),
         "sps": _median([r.sps for r in part.scored]),
-        "_finals": finals,
+        "_finals": finals, "_runs": runs,
     }
 
 
