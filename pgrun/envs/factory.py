@@ -30,8 +30,8 @@ env fails with one message before anything trains.
 **Vectorization.** gymnasium's native vector implementation (``vector_entry_point``, e.g.
 the NumPy CartPole) where the environment has one; ``SyncVectorEnv`` otherwise
 (``AsyncVectorEnv`` with ``env.vectorization=async``); ``ale``: the native one, which must be
-ALE's (``vector=ale``). Every vector env must autoreset on
-the *next* step, which ``rollout.py`` handles.
+ALE's (``vector=ale``). Every vector env must autoreset on the *next* step, which
+``rollout.py`` handles.
 
 Every user mistake (unknown id, missing module or attribute, a constructor that raises,
 an unsupported space) is a ``ConfigError``: one paragraph naming the thing, no traceback.
