@@ -88,7 +88,11 @@ def test_a_refused_video_leaves_no_videos_folder(tmp_path, run_dir, monkeypatch)
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("videos"))
 
-    def refuse(*args, **kwargs):
+    def refuse(env_cfg, num_envs, *, wrappers, **kwargs):  # refused once RecordVideo is made
+        import gymnasium as gym
+
+        wrappers[-1](gym.make("CartPole-v1", render_mode="rgb_array")).close()
+        assert (copy / "videos").is_dir()
         raise ConfigError("no env for you")
 
     monkeypatch.setattr(pgrun.envs, "make_vec_env", refuse)

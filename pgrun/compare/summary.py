@@ -150,15 +150,15 @@ def _group_row(group: Group, part: Roles, source: str, last: int, budget: float,
     slack = (1 + END_TOLERANCE) * budget  # a last batch overshooting the same budget
     finals = np.array([stats.final_return(stats.up_to(c, slack), last) for c in full])
     threshold = group.runs[0].threshold
-    steps = [stats.steps_to_threshold(stats.up_to(c, budget), threshold) for c in full]
-    steps += [math.nan] * len(part.failed)  # a failed run did not reach it
+    reached = [stats.steps_to_threshold(stats.up_to(c, budget), threshold) for c in full]
+    steps = reached + [math.nan] * len(part.failed)  # a failed run did not reach it
     median, kind = stats.censored_median(np.array(steps), budget)
     aucs = [stats.normalized_auc(c, *auc_span) for c in full]
     runs = [{"env": group.env, "group": group.label, "seed": r.seed, "run": str(r.path),
              "status": r.status, "steps": float(c.steps[-1]), "budget": budget,
              "final": final, "steps_to_threshold": step, "auc": auc}
-            for r, c, final, step, auc in zip(part.scored, full, finals, steps[:len(full)],
-                                              aucs, strict=True)]
+            for r, c, final, step, auc in zip(part.scored, full, finals, reached, aucs,
+                                              strict=True)]
     mean, std = stats.mean_std(finals)
     low, high = bootstrap.iqm_ci(finals, stable_seed(seed, "iqm", group.env, group.label))
     last_steps = [float(c.steps[-1]) for c in full] or [math.nan]

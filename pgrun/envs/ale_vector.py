@@ -23,14 +23,15 @@ PASSED_ON = ("repeat_action_probability", "full_action_space", "continuous",
 HOW_IT_RUNS = ("num_threads", "thread_affinity_offset", "batch_size", "autoreset_mode")
 """AtariVectorEnv arguments that change how it runs, not what it plays (make_vec_env
 refuses an autoreset mode other than gymnasium's default)."""
+DEFAULTS = {"frameskip": 4, "noop_max": 30, "img_height": 84, "img_width": 84,
+            "grayscale": True, "stack_num": 4, "maxpool": True, "episodic_life": False,
+            "life_loss_info": False, "reward_clipping": True, "use_fire_reset": True}
+"""AtariVectorEnv's defaults for the arguments that set what it plays."""
 ALWAYS = {"maxpool": True, "episodic_life": False, "life_loss_info": False,
           "reward_clipping": False, "use_fire_reset": False}
-"""AtariVectorEnv arguments with the one value gymnasium's wrappers can play (the
-presets': max-pooled frames, unclipped rewards, no FIRE at reset, lives left to
+"""Of those, the ones with the one value gymnasium's wrappers can play (the presets':
+max-pooled frames, unclipped rewards, no FIRE at reset, lives left to
 ``env.life_loss_terminal``); AtariVectorEnv's own defaults clip rewards and press FIRE."""
-DEFAULTS = {"frameskip": 4, "noop_max": 30, "img_height": 84, "img_width": 84,
-            "grayscale": True, "stack_num": 4, "reward_clipping": True, "use_fire_reset": True}
-"""AtariVectorEnv's defaults for the arguments translated here."""
 
 
 def is_ale_vector(spec: EnvSpec) -> bool:
@@ -46,9 +47,9 @@ def wrapped_form(env_cfg, spec: EnvSpec):
     user = env_kwargs(env_cfg)
     kwargs: dict[str, Any] = {**DEFAULTS, **spec.kwargs, **user}
     kwargs.pop("game", None)
-    bad = [f"{k}={kwargs[k]!r}" for k, want in ALWAYS.items() if kwargs.get(k, want) != want]
-    known = {*PASSED_ON, *HOW_IT_RUNS, *ALWAYS, *DEFAULTS}
-    bad += [f"{k}={kwargs[k]!r}" for k in kwargs if k not in known]
+    bad = [f"{k}={kwargs[k]!r}" for k, want in ALWAYS.items() if kwargs[k] != want]
+    known = {*PASSED_ON, *HOW_IT_RUNS, *DEFAULTS}
+    bad += [f"{k}={v!r}" for k, v in kwargs.items() if k not in known]
     if kwargs["img_height"] != kwargs["img_width"]:
         bad.append(f"img_height={kwargs['img_height']!r} with img_width={kwargs['img_width']!r}")
     if bad:
